@@ -47,6 +47,10 @@ struct qes_sim_desc {
 int qes_source_sim_create(const struct qes_sim_desc *desc, struct qes_source **out, char *err,
                           size_t errlen);
 
+/* Samples clipped at the ADC rails so far (all channels); 0 for another
+ * kind of source. */
+uint64_t qes_source_sim_clipped(const struct qes_source *s);
+
 /*
  * The truth of a simulation as a JSON object text (caller frees), for the
  * `qes:sim` member of a capture's metadata.  NULL on allocation failure.
