@@ -20,7 +20,7 @@ int qes_utc_parse(const char *text, int64_t *ns_out);
  * Format ns as "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ" (always 9 fraction digits).
  * buf must hold at least QES_UTC_LEN bytes.  Returns buf.
  */
-#define QES_UTC_LEN 32
+#define QES_UTC_LEN 48
 char *qes_utc_format(int64_t ns, char *buf);
 
 /* Host wall clock now, ns since the epoch (CLOCK_REALTIME). */

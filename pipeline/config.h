@@ -1,0 +1,179 @@
+/*
+ * qes configuration: INI files parsed with libinih, `--set SECTION.KEY=VALUE`
+ * overrides, validation, and the resolved configuration that every run
+ * records.
+ *
+ * One option table (config.c, `qes_options`) gives each key its section,
+ * type, unit, range, default and help.  The same table drives the parser,
+ * --set, validation, `qes help config` and the generated reference
+ * configuration (configs/reference.ini, checked by a test), so the four can
+ * never disagree.
+ *
+ * Sections: [source], [channel.NAME], [measure.NAME], [sim.NAME] (the truth a
+ * simulated source uses for channel NAME), [run].
+ */
+#ifndef QES_PIPELINE_CONFIG_H
+#define QES_PIPELINE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define QES_CFG_MAX_CHANNELS 16
+#define QES_CFG_MAX_MEASURES 32
+#define QES_CFG_MAX_LIST 32
+#define QES_CFG_NAME_LEN 64
+
+enum qes_section {
+    QES_SEC_SOURCE = 0,
+    QES_SEC_CHANNEL,
+    QES_SEC_MEASURE,
+    QES_SEC_SIM,
+    QES_SEC_RUN,
+    QES_SEC_COUNT
+};
+
+enum qes_opt_type {
+    QES_OPT_STRING,
+    QES_OPT_DOUBLE,
+    QES_OPT_UINT,   /* unsigned, stored as unsigned int */
+    QES_OPT_INT,    /* stored as int */
+    QES_OPT_U64,    /* stored as uint64_t */
+    QES_OPT_BOOL,   /* true/false/yes/no/1/0/on/off, stored as int */
+    QES_OPT_ENUM,   /* one of `choices` (|-separated), stored as a string */
+    QES_OPT_DLIST,  /* comma-separated doubles, stored as double[] + size_t count */
+    QES_OPT_ULIST,  /* comma-separated unsigned, stored as unsigned[] + size_t count */
+};
+
+struct qes_option {
+    enum qes_section section;
+    const char *key;
+    enum qes_opt_type type;
+    size_t offset;       /* of the value in the section struct */
+    size_t size;         /* string capacity, or list capacity (elements) */
+    size_t count_offset; /* lists: offset of the size_t element count */
+    const char *unit;    /* "" when dimensionless */
+    double min, max;     /* inclusive range for numbers and list elements */
+    const char *def;     /* default as text; NULL = required */
+    const char *choices; /* enum: "fft|dft" */
+    const char *help;
+};
+
+extern const struct qes_option qes_options[];
+extern const size_t qes_n_options;
+
+struct qes_cfg_source {
+    char kind[16];          /* sigmf | sim */
+    char path[4096];        /* capture for kind = sigmf */
+    double sample_rate_hz;  /* sim */
+    double seconds;         /* sim: length, 0 = until stopped (run) */
+    unsigned adc_bits;      /* sim: 0 = no quantisation */
+    char datatype[16];      /* sim: capture datatype, or auto */
+    uint64_t seed;          /* sim */
+    char start_time[40];    /* sim: UTC of sample 0, or now */
+    int line;               /* line of the section header, 0 if absent */
+};
+
+struct qes_cfg_channel {
+    char name[QES_CFG_NAME_LEN];
+    unsigned index;
+    double gain;
+    double offset;
+    char unit[16];
+    double u_gain_rel;
+    double clip_counts;
+    int line;
+};
+
+struct qes_cfg_measure {
+    char name[QES_CFG_NAME_LEN];
+    char channel[QES_CFG_NAME_LEN];
+    char method[16];
+    double freq_hz;
+    unsigned harmonics[QES_CFG_MAX_LIST];
+    size_t n_harmonics;
+    unsigned block_periods;
+    char window[16];
+    double coverage;
+    int include_flagged;
+    int line;
+};
+
+struct qes_cfg_sim {
+    char name[QES_CFG_NAME_LEN];
+    double freq_hz;
+    unsigned harmonics[QES_CFG_MAX_LIST];
+    size_t n_harmonics;
+    double rms[QES_CFG_MAX_LIST];
+    size_t n_rms;
+    double phase_rad[QES_CFG_MAX_LIST];
+    size_t n_phase_rad;
+    double noise_rms;
+    double offset;
+    double drift_per_s;
+    int line;
+};
+
+struct qes_cfg_run {
+    double summary_every_s;
+    char progress[8]; /* auto | on | off */
+    int line;
+};
+
+struct qes_config {
+    char path[4096]; /* file the config came from, or "" */
+    struct qes_cfg_source source;
+    struct qes_cfg_channel channel[QES_CFG_MAX_CHANNELS];
+    size_t n_channel;
+    struct qes_cfg_measure measure[QES_CFG_MAX_MEASURES];
+    size_t n_measure;
+    struct qes_cfg_sim sim[QES_CFG_MAX_CHANNELS];
+    size_t n_sim;
+    struct qes_cfg_run run;
+};
+
+/* A config with every default applied and no channel or measurement. */
+void qes_config_init(struct qes_config *cfg);
+
+/*
+ * Parse an INI file into cfg (initialised by qes_config_init).  Unknown
+ * sections and keys, wrong types, out-of-range values, repeated keys and
+ * over-long lines are errors: err gets "FILE:LINE: [section] key: what was
+ * expected".  Returns 0, QES_ENOENT or QES_ECONFIG.
+ */
+int qes_config_load_file(struct qes_config *cfg, const char *path, char *err, size_t errlen);
+
+/* The same for INI text in memory; `name` is used in messages. */
+int qes_config_load_string(struct qes_config *cfg, const char *text, const char *name, char *err,
+                           size_t errlen);
+
+/*
+ * Apply one "SECTION.KEY=VALUE" override (SECTION may itself contain a dot:
+ * "measure.fund.freq_hz=50").  Creates the section if needed.  Returns 0 or
+ * QES_ECONFIG with a message.
+ */
+int qes_config_set(struct qes_config *cfg, const char *assignment, char *err, size_t errlen);
+
+/*
+ * Cross-checks after loading and overrides: required keys present, channels
+ * referenced by measurements and simulations exist, list lengths agree,
+ * channel indices unique.  Returns 0 or QES_ECONFIG naming the section.
+ */
+int qes_config_validate(const struct qes_config *cfg, char *err, size_t errlen);
+
+/*
+ * The resolved configuration in canonical INI form (every key, defaults
+ * included, numbers with %.17g), malloc'd; NULL on allocation failure.  Its
+ * SHA-256 identifies the configuration.
+ */
+char *qes_config_canonical(const struct qes_config *cfg);
+
+/* Lookups by name; NULL when absent. */
+const struct qes_cfg_channel *qes_config_channel(const struct qes_config *cfg, const char *name);
+const struct qes_cfg_sim *qes_config_sim(const struct qes_config *cfg, const char *name);
+
+/* Print the option table as help text, and as a commented reference INI. */
+void qes_config_print_help(FILE *f);
+void qes_config_print_reference(FILE *f);
+
+#endif

@@ -1,0 +1,122 @@
+/*
+ * Records and recorders (sinks).
+ *
+ * Every run writes one run record first, then block records as blocks
+ * complete and summary records at the end (and periodically in a live run).
+ * Field meanings are the output contract of DESIGN.md.  Numbers are written
+ * with %.17g in the C locale; NaN and infinities become JSON null / SQL NULL.
+ */
+#ifndef QES_PIPELINE_RECORD_H
+#define QES_PIPELINE_RECORD_H
+
+#include "dsp/gum.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Record flags: one bit each, written as strings in this order. */
+#define QES_FLAG_MAP(X)                                                                            \
+    X(GAP, 0, "gap")                                                                               \
+    X(CLIP, 1, "clip")                                                                             \
+    X(SETTLING, 2, "settling")                                                                     \
+    X(OVERRANGE, 3, "overrange")                                                                   \
+    X(UNLOCKED, 4, "unlocked")                                                                     \
+    X(PARTIAL, 5, "partial")                                                                       \
+    X(FEW_BLOCKS, 6, "few_blocks")                                                                 \
+    X(EXCLUDED, 7, "excluded")
+
+enum qes_flag {
+#define QES__FLAG_ENUM(name, bit, str) QES_FLAG_##name = 1u << (bit),
+    QES_FLAG_MAP(QES__FLAG_ENUM)
+#undef QES__FLAG_ENUM
+};
+
+/* Write flags as a JSON array of strings into buf. */
+size_t qes_flags_json(unsigned flags, char *buf, size_t len);
+
+struct qes_run_rec {
+    char id[37];            /* UUID text */
+    const char *command;    /* "replay", "run" */
+    const char *version;    /* software version */
+    const char *build;      /* compiler and flags */
+    const char *config_ini; /* canonical resolved configuration */
+    char config_sha256[65];
+    const char *input_json; /* JSON object describing the input (path, hashes), or "null" */
+    int64_t t_start_ns;     /* UTC of sample 0 */
+    double sample_rate_hz;
+};
+
+struct qes_block_rec {
+    const char *measure;
+    const char *channel;
+    const char *unit;
+    unsigned harmonic;
+    uint64_t seq;          /* block number, counted from sample 0 of the run */
+    uint64_t sample_start; /* run index of the block's first sample */
+    uint64_t n_samples;    /* samples in the block */
+    int64_t t_ns;          /* UTC of the block's first sample */
+    double freq_hz;        /* h * reference frequency */
+    double x, y, r, phase_rad; /* NaN when the block has no value (gap, partial) */
+    unsigned flags;
+};
+
+struct qes_summary_rec {
+    const char *measure;
+    const char *channel;
+    const char *unit;
+    unsigned harmonic;
+    uint64_t seq;        /* 0, 1, ... for periodic summaries; the final one is last */
+    double freq_hz;
+    uint64_t n_excluded; /* flagged blocks left out */
+    struct qes_phasor_summary s;
+    unsigned flags;
+};
+
+struct qes_recorder;
+
+struct qes_recorder_ops {
+    const char *name;
+    int (*run)(struct qes_recorder *r, const struct qes_run_rec *run);
+    int (*block)(struct qes_recorder *r, const struct qes_run_rec *run,
+                 const struct qes_block_rec *b);
+    int (*summary)(struct qes_recorder *r, const struct qes_run_rec *run,
+                   const struct qes_summary_rec *s);
+    /* Commit everything; after close only destroy is called.  status: the
+     * run's exit status, recorded where the sink can. */
+    int (*close)(struct qes_recorder *r, int status);
+    void (*destroy)(struct qes_recorder *r);
+};
+
+struct qes_recorder {
+    const struct qes_recorder_ops *ops;
+    char target[4096]; /* file name or "-" */
+    char errmsg[8192];
+};
+
+/*
+ * Open a sink by name: "-" (JSON Lines on stdout), "*.jsonl" / "*.json",
+ * "*.csv", "*.db" / "*.sqlite" / "*.sqlite3" (SQLite).  Returns 0,
+ * QES_EINVAL (unknown kind), QES_EIO / QES_EDB with a message in err.
+ */
+int qes_recorder_open(const char *target, struct qes_recorder **out, char *err, size_t errlen);
+
+/* No-op for NULL. */
+void qes_recorder_destroy(struct qes_recorder *r);
+
+/* The individual sinks. */
+int qes_rec_jsonl_open(const char *target, struct qes_recorder **out, char *err, size_t errlen);
+int qes_rec_csv_open(const char *target, struct qes_recorder **out, char *err, size_t errlen);
+int qes_rec_sqlite_open(const char *target, struct qes_recorder **out, char *err, size_t errlen);
+
+/* JSON text of records, shared by the sinks (no trailing newline). */
+int qes_block_json(FILE *f, const struct qes_run_rec *run, const struct qes_block_rec *b);
+int qes_summary_json(FILE *f, const struct qes_run_rec *run, const struct qes_summary_rec *s);
+int qes_run_json(FILE *f, const struct qes_run_rec *run);
+/* A budget as a JSON array into a malloc'd string. */
+char *qes_budget_json(const struct qes_phasor_summary *s);
+
+/* Write a double as %.17g, or null when not finite. */
+void qes_json_num(FILE *f, double v);
+
+#endif
