@@ -125,7 +125,7 @@ static double wrap(double a)
 /* Replay NAME with extra args into JSONL on stdout; returns stdout. */
 static char *replay_jsonl(const char *name, const char *extra, int expect_status)
 {
-    char args[9000];
+    char args[20000];
     snprintf(args, sizeof args, "replay '%s/%s.sigmf-meta' -o - -q %s", g_dir, name,
              extra ? extra : "");
     char *out = NULL, *err = NULL;
@@ -273,7 +273,7 @@ Test(replay, sqlite_and_csv_sinks)
 {
     make_dir();
     simulate("db", 24, 5, 1e-5, 0.95);
-    char args[9000], db[4200], csv[4200];
+    char args[20000], db[4200], csv[4200];
     snprintf(db, sizeof db, "%s/r.db", g_dir);
     snprintf(csv, sizeof csv, "%s/r.csv", g_dir);
     snprintf(args, sizeof args, "replay '%s/db.sigmf-meta' -q -o '%s' -o '%s'", g_dir, db, csv);
@@ -324,7 +324,7 @@ static void corrupt_and_expect(void (*corrupt)(const char *base), const char *ex
     char base[4200];
     snprintf(base, sizeof base, "%s/bad", g_dir);
     corrupt(base);
-    char args[9000];
+    char args[20000];
     snprintf(args, sizeof args, "replay '%s.sigmf-meta' -q -o - %s", base, extra ? extra : "");
     char *out = NULL, *err = NULL;
     int st = qes_test_run(args, &out, &err);
@@ -522,7 +522,7 @@ static long child_rss_kb(const char *args, int *status)
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
-        char cmd[9000];
+        char cmd[20000];
         snprintf(cmd, sizeof cmd, "exec '%s' %s >/dev/null 2>&1", QES_EXE, args);
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
