@@ -20,19 +20,19 @@ static double now_s(void)
 
 /* Best of `reps` timings of `iters` calls, in seconds per call: the minimum is
  * the least disturbed by other load on a shared machine. */
-#define TIME_BEST(reps, iters, body, out)                                                          \
-    do {                                                                                           \
-        double best_ = 1e300;                                                                      \
-        for (int r_ = 0; r_ < (reps); r_++) {                                                      \
-            double t0_ = now_s();                                                                  \
-            for (long i_ = 0; i_ < (iters); i_++) {                                                \
-                body;                                                                              \
-            }                                                                                      \
-            double dt_ = (now_s() - t0_) / (double)(iters);                                        \
-            if (dt_ < best_)                                                                       \
-                best_ = dt_;                                                                       \
-        }                                                                                          \
-        (out) = best_;                                                                             \
+#define TIME_BEST(reps, iters, body, out)                   \
+    do {                                                    \
+        double best_ = 1e300;                               \
+        for (int r_ = 0; r_ < (reps); r_++) {               \
+            double t0_ = now_s();                           \
+            for (long i_ = 0; i_ < (iters); i_++) {         \
+                body;                                       \
+            }                                               \
+            double dt_ = (now_s() - t0_) / (double)(iters); \
+            if (dt_ < best_)                                \
+                best_ = dt_;                                \
+        }                                                   \
+        (out) = best_;                                      \
     } while (0)
 
 static volatile double g_sink;
@@ -64,16 +64,17 @@ struct row {
     const char *kernel;
     size_t n;
     unsigned nh;
-    double sps;      /* samples per second */
-    double max_err;  /* largest |error| relative to r, NaN when not measured */
+    double sps;     /* samples per second */
+    double max_err; /* largest |error| relative to r, NaN when not measured */
 };
 
+/* Largest phasor error relative to the fundamental's amplitude (harmonics
+ * absent from the test signal have r ~ 0, so their own r is no scale). */
 static double phasor_err(const struct qes_phasor *a, const struct qes_phasor *ref, size_t nh)
 {
-    double e = 0;
+    double e = 0, r1 = hypot(ref[0].x, ref[0].y);
     for (size_t k = 0; k < nh; k++) {
-        double r = hypot(ref[k].x, ref[k].y);
-        double d = hypot(a[k].x - ref[k].x, a[k].y - ref[k].y) / r;
+        double d = hypot(a[k].x - ref[k].x, a[k].y - ref[k].y) / r1;
         e = d > e ? d : e;
     }
     return e;
@@ -126,7 +127,7 @@ int qes_bench_main(int quick, const char *json_path, FILE *out)
 
         double t;
         double re, im;
-        TIME_BEST(reps, iters, naive_lockin(x, n, periods, &re, &im), t);
+        TIME_BEST(reps, iters, (naive_lockin(x, n, periods, &re, &im), g_sink = re + im), t);
         rows[nr++] = (struct row){"naive sin/cos loop", n, 1, (double)n / t, NAN};
 
         fftw_complex *fo = fftw_malloc((n / 2 + 1) * sizeof *fo);
@@ -145,13 +146,16 @@ int qes_bench_main(int quick, const char *json_path, FILE *out)
             const unsigned *h;
             size_t nh;
         } cases[] = {
-            {QES_LOCKIN_DFT, "qes dft lock-in", harm1, 1},
-            {QES_LOCKIN_DFT, "qes dft lock-in", harm8, 8},
-            {QES_LOCKIN_FFT, "qes fft lock-in", harm8, 8},
+                {QES_LOCKIN_DFT, "qes dft lock-in", harm1, 1},
+                {QES_LOCKIN_DFT, "qes dft lock-in", harm8, 8},
+                {QES_LOCKIN_FFT, "qes fft lock-in", harm8, 8},
         };
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-            struct qes_lockin_desc d = {.method = cases[c].m, .window = QES_WINDOW_RECT, .n = n,
-                                        .periods = periods, .harmonics = cases[c].h,
+            struct qes_lockin_desc d = {.method = cases[c].m,
+                                        .window = QES_WINDOW_RECT,
+                                        .n = n,
+                                        .periods = periods,
+                                        .harmonics = cases[c].h,
                                         .n_harmonics = cases[c].nh};
             struct qes_lockin *l;
             struct qes_phasor ph[8], ref[8];
@@ -175,11 +179,17 @@ int qes_bench_main(int quick, const char *json_path, FILE *out)
         if (!j)
             return QES_EIO;
         fprintf(j, "{\"rows\":[");
-        for (size_t i = 0; i < nr; i++)
-            fprintf(j, "%s{\"kernel\":\"%s\",\"n\":%zu,\"harmonics\":%u,\"samples_per_s\":%.6g,"
-                       "\"max_rel_err\":%s%.3g}",
-                    i ? "," : "", rows[i].kernel, rows[i].n, rows[i].nh, rows[i].sps,
-                    isnan(rows[i].max_err) ? "null" : "", isnan(rows[i].max_err) ? 0.0 : rows[i].max_err);
+        for (size_t i = 0; i < nr; i++) {
+            char err[32];
+            if (isnan(rows[i].max_err))
+                snprintf(err, sizeof err, "null");
+            else
+                snprintf(err, sizeof err, "%.3g", rows[i].max_err);
+            fprintf(j,
+                    "%s{\"kernel\":\"%s\",\"n\":%zu,\"harmonics\":%u,\"samples_per_s\":%.6g,"
+                    "\"max_rel_err\":%s}",
+                    i ? "," : "", rows[i].kernel, rows[i].n, rows[i].nh, rows[i].sps, err);
+        }
         fprintf(j, "]}\n");
         if (fclose(j))
             return QES_EIO;

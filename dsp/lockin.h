@@ -6,10 +6,10 @@
  * output contract, s[m] = sqrt(2) r cos(2 pi h periods m / n + phi) with m the
  * sample index counted from sample 0 of the run, the estimated phasor is
  *
- *     x + j y = r e^{j phi} = sqrt(2) / sum(w) * e^{j theta0} * sum_m w[i] s[i] e^{-j 2 pi h periods i / n}
+ *     x + j y = r e^{j phi} = sqrt(2) / sum(w) * e^{-j theta0} * sum_i w[i] s[i] e^{-j 2 pi h periods i / n}
  *
- * where i is the index inside the block and theta0 the reference phase at the
- * block's first sample (computed in integers, so it stays exact for any run
+ * where i is the index inside the block, s[i] the block's samples, and theta0
+ * the reference phase at the block's first sample (computed in integers, so it stays exact for any run
  * length).  Dividing by sum(w) is the coherent-gain correction.
  *
  * method FFT: one FFTW r2c plan made at create (FFTW_ESTIMATE, so plans and
@@ -37,10 +37,10 @@ enum qes_lockin_method {
 struct qes_lockin_desc {
     enum qes_lockin_method method;
     enum qes_window_kind window;
-    size_t n;                   /* samples per block, >= 4 */
-    unsigned periods;           /* reference periods per block, >= 1 */
-    const unsigned *harmonics;  /* each >= 1; (h*periods + leak) < n/2 */
-    size_t n_harmonics;         /* 1..QES_LOCKIN_MAX_HARMONICS */
+    size_t n;                  /* samples per block, >= 4 */
+    unsigned periods;          /* reference periods per block, >= 1 */
+    const unsigned *harmonics; /* each >= 1; (h*periods + leak) < n/2 */
+    size_t n_harmonics;        /* 1..QES_LOCKIN_MAX_HARMONICS */
 };
 
 #define QES_LOCKIN_MAX_HARMONICS 64

@@ -27,7 +27,7 @@ int qes_window_fill(enum qes_window_kind kind, size_t n, double *w);
 /*
  * Half-width, in bins, of the window's main lobe leakage on a coherent block:
  * a coherent tone leaks into bins k-L..k+L (rect: 0, hann: 1).  Harmonic bins
- * must be further apart than 2L and above L from DC and Nyquist.
+ * must be further apart than L and more than L from DC and Nyquist.
  */
 unsigned qes_window_leak_bins(enum qes_window_kind kind);
 

@@ -38,7 +38,8 @@ size_t qes_dtype_size(enum qes_dtype dt); /* bytes per sample of one channel */
 
 struct qes_sigmf_capture {
     uint64_t sample_start; /* core:sample_start: index into the data file, per channel */
-    uint64_t global_index; /* core:global_index if given, else sample_start + offset of preceding gaps */
+    uint64_t
+            global_index; /* core:global_index if given, else sample_start + offset of preceding gaps */
     int has_global_index;
     int64_t datetime_ns; /* core:datetime, if has_datetime */
     int has_datetime;
@@ -91,11 +92,11 @@ const char *qes_sigmf_errmsg(const struct qes_sigmf_reader *r);
 void qes_sigmf_close(struct qes_sigmf_reader *r);
 
 struct qes_sigmf_writer_desc {
-    const char *path;    /* base path: PATH.sigmf-meta and PATH.sigmf-data are written */
+    const char *path; /* base path: PATH.sigmf-meta and PATH.sigmf-data are written */
     enum qes_dtype dtype;
-    double sample_rate_hz; /* > 0 */
-    unsigned num_channels; /* >= 1 */
-    int64_t datetime_ns;   /* core:datetime of the first capture */
+    double sample_rate_hz;   /* > 0 */
+    unsigned num_channels;   /* >= 1 */
+    int64_t datetime_ns;     /* core:datetime of the first capture */
     const char *description; /* core:description, may be NULL */
     /* JSON object text whose members are added to `global` (e.g. "qes:sim"), may
      * be NULL.  Keys in the qes: namespace make the writer declare the qes

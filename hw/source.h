@@ -15,15 +15,15 @@
 #include <stdint.h>
 
 struct qes_frame {
-    uint64_t first_sample;  /* run index of samples[0], monotonic, counts lost samples */
-    size_t n;               /* samples per channel in this frame */
+    uint64_t first_sample; /* run index of samples[0], monotonic, counts lost samples */
+    size_t n;              /* samples per channel in this frame */
     unsigned n_channels;
     const double *samples;  /* n * n_channels values, interleaved; owned by the source,
                                valid until the next read */
     int64_t host_time_ns;   /* UTC of the first sample (from the capture in replay) */
     int64_t device_time_ns; /* device timestamp, if has_device_time */
     int has_device_time;
-    uint64_t lost_before;   /* samples per channel lost just before this frame */
+    uint64_t lost_before; /* samples per channel lost just before this frame */
 };
 
 struct qes_source;

@@ -18,11 +18,11 @@
 #include "hw/source.h"
 
 #define QES_SIM_MAX_HARMONICS 32
-#define QES_SIM_MAX_CHANNELS 16
+#define QES_SIM_MAX_CHANNELS  16
 
 struct qes_sim_channel {
-    double freq_hz;                          /* fundamental, >= 0 */
-    size_t n_harmonics;                      /* 0..QES_SIM_MAX_HARMONICS */
+    double freq_hz;                           /* fundamental, >= 0 */
+    size_t n_harmonics;                       /* 0..QES_SIM_MAX_HARMONICS */
     unsigned harmonic[QES_SIM_MAX_HARMONICS]; /* h >= 1 */
     double rms[QES_SIM_MAX_HARMONICS];        /* RMS amplitude, unit */
     double phase_rad[QES_SIM_MAX_HARMONICS];  /* phase at sample 0 */
@@ -36,11 +36,11 @@ struct qes_sim_desc {
     double sample_rate_hz; /* > 0 */
     unsigned n_channels;   /* 1..QES_SIM_MAX_CHANNELS */
     struct qes_sim_channel ch[QES_SIM_MAX_CHANNELS];
-    unsigned adc_bits;     /* 0 (no quantisation) or 2..32 */
+    unsigned adc_bits; /* 0 (no quantisation) or 2..32 */
     uint64_t seed;
-    uint64_t n_frames;     /* total samples per channel; 0 = unlimited */
-    int realtime;          /* nonzero: pace delivery at sample_rate_hz on the host clock */
-    int64_t start_ns;      /* UTC of sample 0 */
+    uint64_t n_frames; /* total samples per channel; 0 = unlimited */
+    int realtime;      /* nonzero: pace delivery at sample_rate_hz on the host clock */
+    int64_t start_ns;  /* UTC of sample 0 */
 };
 
 /* Returns 0 and *out, or QES_EINVAL with a message in err. */

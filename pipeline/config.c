@@ -11,14 +11,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SRC(field) offsetof(struct qes_cfg_source, field), sizeof(((struct qes_cfg_source *)0)->field), 0
-#define CH(field) offsetof(struct qes_cfg_channel, field), sizeof(((struct qes_cfg_channel *)0)->field), 0
-#define MS(field) offsetof(struct qes_cfg_measure, field), sizeof(((struct qes_cfg_measure *)0)->field), 0
+#define SRC(field) \
+    offsetof(struct qes_cfg_source, field), sizeof(((struct qes_cfg_source *)0)->field), 0
+#define CH(field) \
+    offsetof(struct qes_cfg_channel, field), sizeof(((struct qes_cfg_channel *)0)->field), 0
+#define MS(field) \
+    offsetof(struct qes_cfg_measure, field), sizeof(((struct qes_cfg_measure *)0)->field), 0
 #define RUN(field) offsetof(struct qes_cfg_run, field), sizeof(((struct qes_cfg_run *)0)->field), 0
-#define MS_LIST(field)                                                                             \
-    offsetof(struct qes_cfg_measure, field), QES_CFG_MAX_LIST, offsetof(struct qes_cfg_measure, n_##field)
+#define MS_LIST(field)                                         \
+    offsetof(struct qes_cfg_measure, field), QES_CFG_MAX_LIST, \
+            offsetof(struct qes_cfg_measure, n_##field)
 #define SIM(field) offsetof(struct qes_cfg_sim, field), 0, 0
-#define SIM_LIST(field)                                                                            \
+#define SIM_LIST(field) \
     offsetof(struct qes_cfg_sim, field), QES_CFG_MAX_LIST, offsetof(struct qes_cfg_sim, n_##field)
 
 #define BIG 1e300
@@ -28,78 +32,80 @@
  * canonical configuration and of configs/reference.ini.
  */
 const struct qes_option qes_options[] = {
-    {QES_SEC_SOURCE, "kind", QES_OPT_ENUM, SRC(kind), "", 0, 0, "sigmf", "sigmf|sim",
-     "where samples come from: a SigMF capture (replay) or the simulator"},
-    {QES_SEC_SOURCE, "path", QES_OPT_STRING, SRC(path), "", 0, 0, "",
-     NULL, "kind = sigmf: the capture's .sigmf-meta file (the replay command line sets it)"},
-    {QES_SEC_SOURCE, "sample_rate_hz", QES_OPT_DOUBLE, SRC(sample_rate_hz), "Hz", 1e-6, 1e10,
-     "100000", NULL, "kind = sim: sample rate of the simulated digitizer"},
-    {QES_SEC_SOURCE, "seconds", QES_OPT_DOUBLE, SRC(seconds), "s", 0, 1e7, "10", NULL,
-     "kind = sim: length of the simulation; 0 runs until stopped (qes run only)"},
-    {QES_SEC_SOURCE, "adc_bits", QES_OPT_UINT, SRC(adc_bits), "bit", 0, 32, "24", NULL,
-     "kind = sim: ADC resolution; samples are rounded to counts of the channel gain and clipped "
-     "to the signed range; 0 disables quantisation (float samples)"},
-    {QES_SEC_SOURCE, "datatype", QES_OPT_ENUM, SRC(datatype), "", 0, 0, "auto",
-     "auto|ri16_le|ri32_le|rf32_le|rf64_le",
-     "qes simulate: capture datatype; auto picks ri16_le up to 16 bits, ri32_le up to 32, "
-     "rf64_le without quantisation"},
-    {QES_SEC_SOURCE, "seed", QES_OPT_U64, SRC(seed), "", 0, 1.8446744073709552e19, "1", NULL,
-     "kind = sim: seed of the noise generator; equal seeds give equal samples"},
-    {QES_SEC_SOURCE, "start_time", QES_OPT_STRING, SRC(start_time), "UTC", 0, 0, "now", NULL,
-     "kind = sim: UTC time of sample 0 as YYYY-MM-DDTHH:MM:SS[.f]Z, or now"},
+        {QES_SEC_SOURCE, "kind", QES_OPT_ENUM, SRC(kind), "", 0, 0, "sigmf", "sigmf|sim",
+         "where samples come from: a SigMF capture (replay) or the simulator"},
+        {QES_SEC_SOURCE, "path", QES_OPT_STRING, SRC(path), "", 0, 0, "", NULL,
+         "kind = sigmf: the capture's .sigmf-meta file (the replay command line sets it)"},
+        {QES_SEC_SOURCE, "sample_rate_hz", QES_OPT_DOUBLE, SRC(sample_rate_hz), "Hz", 1e-6, 1e10,
+         "100000", NULL, "kind = sim: sample rate of the simulated digitizer"},
+        {QES_SEC_SOURCE, "seconds", QES_OPT_DOUBLE, SRC(seconds), "s", 0, 1e7, "10", NULL,
+         "kind = sim: length of the simulation; 0 runs until stopped (qes run only)"},
+        {QES_SEC_SOURCE, "adc_bits", QES_OPT_UINT, SRC(adc_bits), "bit", 0, 32, "24", NULL,
+         "kind = sim: ADC resolution; samples are rounded to counts of the channel gain and clipped "
+         "to the signed range; 0 disables quantisation (float samples)"},
+        {QES_SEC_SOURCE, "datatype", QES_OPT_ENUM, SRC(datatype), "", 0, 0, "auto",
+         "auto|ri16_le|ri32_le|rf32_le|rf64_le",
+         "qes simulate: capture datatype; auto picks ri16_le up to 16 bits, ri32_le up to 32, "
+         "rf64_le without quantisation"},
+        {QES_SEC_SOURCE, "seed", QES_OPT_U64, SRC(seed), "", 0, 1.8446744073709552e19, "1", NULL,
+         "kind = sim: seed of the noise generator; equal seeds give equal samples"},
+        {QES_SEC_SOURCE, "start_time", QES_OPT_STRING, SRC(start_time), "UTC", 0, 0, "now", NULL,
+         "kind = sim: UTC time of sample 0 as YYYY-MM-DDTHH:MM:SS[.f]Z, or now"},
 
-    {QES_SEC_CHANNEL, "index", QES_OPT_UINT, CH(index), "", 0, 65535, NULL, NULL,
-     "channel index in the source (SigMF interleaved channel, from 0)"},
-    {QES_SEC_CHANNEL, "gain", QES_OPT_DOUBLE, CH(gain), "unit/count", -BIG, BIG, "1", NULL,
-     "value = gain * raw + offset; the ADC scale for integer samples, 1 for float captures "
-     "already in the unit"},
-    {QES_SEC_CHANNEL, "offset", QES_OPT_DOUBLE, CH(offset), "unit", -BIG, BIG, "0", NULL,
-     "added after the gain"},
-    {QES_SEC_CHANNEL, "unit", QES_OPT_STRING, CH(unit), "", 0, 0, "V", NULL,
-     "unit of the channel's values (V, A, ...)"},
-    {QES_SEC_CHANNEL, "u_gain_rel", QES_OPT_DOUBLE, CH(u_gain_rel), "1", 0, 1, "0", NULL,
-     "Type B standard uncertainty of the gain, relative (normal, infinite degrees of freedom)"},
-    {QES_SEC_CHANNEL, "clip_counts", QES_OPT_DOUBLE, CH(clip_counts), "count", 0, BIG, "0", NULL,
-     "raw magnitude at or above which a sample counts as clipped and flags its block `clip`; "
-     "0 = off (a simulated ADC sets its full scale)"},
+        {QES_SEC_CHANNEL, "index", QES_OPT_UINT, CH(index), "", 0, 65535, NULL, NULL,
+         "channel index in the source (SigMF interleaved channel, from 0)"},
+        {QES_SEC_CHANNEL, "gain", QES_OPT_DOUBLE, CH(gain), "unit/count", -BIG, BIG, "1", NULL,
+         "value = gain * raw + offset; the ADC scale for integer samples, 1 for float captures "
+         "already in the unit"},
+        {QES_SEC_CHANNEL, "offset", QES_OPT_DOUBLE, CH(offset), "unit", -BIG, BIG, "0", NULL,
+         "added after the gain"},
+        {QES_SEC_CHANNEL, "unit", QES_OPT_STRING, CH(unit), "", 0, 0, "V", NULL,
+         "unit of the channel's values (V, A, ...)"},
+        {QES_SEC_CHANNEL, "u_gain_rel", QES_OPT_DOUBLE, CH(u_gain_rel), "1", 0, 1, "0", NULL,
+         "Type B standard uncertainty of the gain, relative (normal, infinite degrees of freedom)"},
+        {QES_SEC_CHANNEL, "clip_counts", QES_OPT_DOUBLE, CH(clip_counts), "count", 0, BIG, "0",
+         NULL,
+         "raw magnitude at or above which a sample counts as clipped and flags its block `clip`; "
+         "0 = off (a simulated ADC sets its full scale)"},
 
-    {QES_SEC_MEASURE, "channel", QES_OPT_STRING, MS(channel), "", 0, 0, NULL, NULL,
-     "name of the [channel.NAME] section measured"},
-    {QES_SEC_MEASURE, "method", QES_OPT_ENUM, MS(method), "", 0, 0, "fft", "fft|dft",
-     "block lock-in: fft = FFTW r2c of each block, dft = only the requested bins"},
-    {QES_SEC_MEASURE, "freq_hz", QES_OPT_DOUBLE, MS(freq_hz), "Hz", 1e-9, 1e10, NULL, NULL,
-     "reference (fundamental) frequency; block_periods / freq_hz * fs must be an integer"},
-    {QES_SEC_MEASURE, "harmonics", QES_OPT_ULIST, MS_LIST(harmonics), "", 1, 1e6, "1", NULL,
-     "harmonics of freq_hz to measure, comma-separated (1 = fundamental)"},
-    {QES_SEC_MEASURE, "block_periods", QES_OPT_UINT, MS(block_periods), "periods", 1, 1e7, "10",
-     NULL, "block length in reference periods"},
-    {QES_SEC_MEASURE, "window", QES_OPT_ENUM, MS(window), "", 0, 0, "rect", "rect|hann",
-     "window with coherent-gain correction; hann needs block_periods >= 2"},
-    {QES_SEC_MEASURE, "coverage", QES_OPT_DOUBLE, MS(coverage), "1", 0.5, 0.9999, "0.95", NULL,
-     "coverage probability of the expanded uncertainty U = k u"},
-    {QES_SEC_MEASURE, "include_flagged", QES_OPT_BOOL, MS(include_flagged), "", 0, 0, "false", NULL,
-     "include blocks flagged clip in the summary (gap and partial blocks have no value and are "
-     "never included)"},
+        {QES_SEC_MEASURE, "channel", QES_OPT_STRING, MS(channel), "", 0, 0, NULL, NULL,
+         "name of the [channel.NAME] section measured"},
+        {QES_SEC_MEASURE, "method", QES_OPT_ENUM, MS(method), "", 0, 0, "fft", "fft|dft",
+         "block lock-in: fft = FFTW r2c of each block, dft = only the requested bins"},
+        {QES_SEC_MEASURE, "freq_hz", QES_OPT_DOUBLE, MS(freq_hz), "Hz", 1e-9, 1e10, NULL, NULL,
+         "reference (fundamental) frequency; block_periods / freq_hz * fs must be an integer"},
+        {QES_SEC_MEASURE, "harmonics", QES_OPT_ULIST, MS_LIST(harmonics), "", 1, 1e6, "1", NULL,
+         "harmonics of freq_hz to measure, comma-separated (1 = fundamental)"},
+        {QES_SEC_MEASURE, "block_periods", QES_OPT_UINT, MS(block_periods), "periods", 1, 1e7, "10",
+         NULL, "block length in reference periods"},
+        {QES_SEC_MEASURE, "window", QES_OPT_ENUM, MS(window), "", 0, 0, "rect", "rect|hann",
+         "window with coherent-gain correction; hann needs block_periods >= 2"},
+        {QES_SEC_MEASURE, "coverage", QES_OPT_DOUBLE, MS(coverage), "1", 0.5, 0.9999, "0.95", NULL,
+         "coverage probability of the expanded uncertainty U = k u"},
+        {QES_SEC_MEASURE, "include_flagged", QES_OPT_BOOL, MS(include_flagged), "", 0, 0, "false",
+         NULL,
+         "include blocks flagged clip in the summary (gap and partial blocks have no value and are "
+         "never included)"},
 
-    {QES_SEC_SIM, "freq_hz", QES_OPT_DOUBLE, SIM(freq_hz), "Hz", 0, 1e10, "1000", NULL,
-     "simulated fundamental frequency"},
-    {QES_SEC_SIM, "harmonics", QES_OPT_ULIST, SIM_LIST(harmonics), "", 1, 1e6, "1", NULL,
-     "simulated harmonics"},
-    {QES_SEC_SIM, "rms", QES_OPT_DLIST, SIM_LIST(rms), "unit", 0, BIG, "1", NULL,
-     "RMS amplitude of each simulated harmonic"},
-    {QES_SEC_SIM, "phase_rad", QES_OPT_DLIST, SIM_LIST(phase_rad), "rad", -1e6, 1e6, "0", NULL,
-     "phase at sample 0 of each simulated harmonic (same count as harmonics)"},
-    {QES_SEC_SIM, "noise_rms", QES_OPT_DOUBLE, SIM(noise_rms), "unit", 0, BIG, "0", NULL,
-     "white Gaussian noise, RMS"},
-    {QES_SEC_SIM, "offset", QES_OPT_DOUBLE, SIM(offset), "unit", -BIG, BIG, "0", NULL,
-     "DC offset of the simulated signal"},
-    {QES_SEC_SIM, "drift_per_s", QES_OPT_DOUBLE, SIM(drift_per_s), "unit/s", -BIG, BIG, "0", NULL,
-     "linear drift of the simulated signal"},
+        {QES_SEC_SIM, "freq_hz", QES_OPT_DOUBLE, SIM(freq_hz), "Hz", 0, 1e10, "1000", NULL,
+         "simulated fundamental frequency"},
+        {QES_SEC_SIM, "harmonics", QES_OPT_ULIST, SIM_LIST(harmonics), "", 1, 1e6, "1", NULL,
+         "simulated harmonics"},
+        {QES_SEC_SIM, "rms", QES_OPT_DLIST, SIM_LIST(rms), "unit", 0, BIG, "1", NULL,
+         "RMS amplitude of each simulated harmonic"},
+        {QES_SEC_SIM, "phase_rad", QES_OPT_DLIST, SIM_LIST(phase_rad), "rad", -1e6, 1e6, "0", NULL,
+         "phase at sample 0 of each simulated harmonic (same count as harmonics)"},
+        {QES_SEC_SIM, "noise_rms", QES_OPT_DOUBLE, SIM(noise_rms), "unit", 0, BIG, "0", NULL,
+         "white Gaussian noise, RMS"},
+        {QES_SEC_SIM, "offset", QES_OPT_DOUBLE, SIM(offset), "unit", -BIG, BIG, "0", NULL,
+         "DC offset of the simulated signal"},
+        {QES_SEC_SIM, "drift_per_s", QES_OPT_DOUBLE, SIM(drift_per_s), "unit/s", -BIG, BIG, "0",
+         NULL, "linear drift of the simulated signal"},
 
-    {QES_SEC_RUN, "summary_every_s", QES_OPT_DOUBLE, RUN(summary_every_s), "s", 0, 1e7, "0", NULL,
-     "qes run: write intermediate summaries this often (0 = only at the end)"},
-    {QES_SEC_RUN, "progress", QES_OPT_ENUM, RUN(progress), "", 0, 0, "auto", "auto|on|off",
-     "progress on stderr: auto = only when stderr is a terminal"},
+        {QES_SEC_RUN, "summary_every_s", QES_OPT_DOUBLE, RUN(summary_every_s), "s", 0, 1e7, "0",
+         NULL, "qes run: write intermediate summaries this often (0 = only at the end)"},
+        {QES_SEC_RUN, "progress", QES_OPT_ENUM, RUN(progress), "", 0, 0, "auto", "auto|on|off",
+         "progress on stderr: auto = only when stderr is a terminal"},
 };
 const size_t qes_n_options = sizeof qes_options / sizeof qes_options[0];
 
@@ -108,24 +114,12 @@ static const char *const section_names[QES_SEC_COUNT] = {"source", "channel", "m
 static const int section_named[QES_SEC_COUNT] = {0, 1, 1, 1, 0};
 
 static const char *const section_help[QES_SEC_COUNT] = {
-    "where samples come from",
-    "one per digitizer channel used: NAME is how measurements refer to it",
-    "one per measurement: NAME appears in every record",
-    "simulated signal of channel NAME (kind = sim and qes simulate)",
-    "run-time behaviour",
+        "where samples come from",
+        "one per digitizer channel used: NAME is how measurements refer to it",
+        "one per measurement: NAME appears in every record",
+        "simulated signal of channel NAME (kind = sim and qes simulate)",
+        "run-time behaviour",
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- value parsing ---------------------------------------------------- */
 
@@ -173,7 +167,8 @@ static int parse_u64(const char *s, uint64_t *out)
 
 static int parse_bool(const char *s, int *out)
 {
-    static const char *const t[] = {"true", "yes", "on", "1"}, *const f[] = {"false", "no", "off", "0"};
+    static const char *const t[] = {"true", "yes", "on", "1"}, *const f[] = {"false", "no", "off",
+                                                                             "0"};
     for (size_t i = 0; i < 4; i++) {
         if (!strcmp(s, t[i])) {
             *out = 1;
@@ -442,7 +437,7 @@ static void *section_base(struct qes_config *cfg, const char *section, int line,
         apply_defaults((enum qes_section)s, base);
         apply_sentinels((enum qes_section)s, base);
         memcpy(base, name, strlen(name) + 1);
-        int *lp = s == QES_SEC_CHANNEL ? &((struct qes_cfg_channel *)(void *)base)->line
+        int *lp = s == QES_SEC_CHANNEL   ? &((struct qes_cfg_channel *)(void *)base)->line
                   : s == QES_SEC_MEASURE ? &((struct qes_cfg_measure *)(void *)base)->line
                                          : &((struct qes_cfg_sim *)(void *)base)->line;
         *lp = line;
@@ -463,8 +458,8 @@ static const struct qes_option *find_option(enum qes_section sec, const char *ke
     return NULL;
 }
 
-static int set_one(struct qes_config *cfg, const char *section, const char *key,
-                   const char *value, int line, char *why, size_t whylen)
+static int set_one(struct qes_config *cfg, const char *section, const char *key, const char *value,
+                   int line, char *why, size_t whylen)
 {
     enum qes_section sec;
     void *base = section_base(cfg, section, line, 1, &sec, why, whylen);
@@ -516,20 +511,20 @@ static int handler(void *user, const char *section, const char *name, const char
         return 0;
     char why[1024];
     if (!*section) {
-        set_err(c->err, c->errlen, "%s:%d: key \"%s\" outside any section", c->name, c->line,
-                name);
+        qes_errf(c->err, c->errlen, "%s:%d: key \"%s\" outside any section", c->name, c->line,
+                 name);
         c->error = 1;
         return 0;
     }
     int dup = seen_before(c, section, name);
     if (dup) {
-        set_err(c->err, c->errlen, "%s:%d: [%s] %s: %s", c->name, c->line, section, name,
-                dup > 0 ? "set twice in this file" : "out of memory");
+        qes_errf(c->err, c->errlen, "%s:%d: [%s] %s: %s", c->name, c->line, section, name,
+                 dup > 0 ? "set twice in this file" : "out of memory");
         c->error = 1;
         return 0;
     }
     if (set_one(c->cfg, section, name, value, c->line, why, sizeof why)) {
-        set_err(c->err, c->errlen, "%s:%d: [%s] %s: %s", c->name, c->line, section, name, why);
+        qes_errf(c->err, c->errlen, "%s:%d: [%s] %s: %s", c->name, c->line, section, name, why);
         c->error = 1;
         return 0;
     }
@@ -579,7 +574,7 @@ static char *reader(char *str, int num, void *stream)
             name[close - p - 1] = '\0';
             enum qes_section sec;
             if (!section_base(c->cfg, name, c->line, 1, &sec, why, sizeof why)) {
-                set_err(c->err, c->errlen, "%s:%d: [%s]: %s", c->name, c->line, name, why);
+                qes_errf(c->err, c->errlen, "%s:%d: [%s]: %s", c->name, c->line, name, why);
                 c->error = 1;
                 return NULL;
             }
@@ -595,20 +590,20 @@ static int run_load(struct load_ctx *c)
         free(c->seen[i]);
     free(c->seen);
     if (c->too_long) {
-        set_err(c->err, c->errlen, "%s:%d: line longer than %d characters", c->name, c->line,
-                INI_MAX_LINE - 2);
+        qes_errf(c->err, c->errlen, "%s:%d: line longer than %d characters", c->name, c->line,
+                 INI_MAX_LINE - 2);
         return QES_ECONFIG;
     }
     if (c->error)
         return QES_ECONFIG;
     if (rc > 0) {
-        set_err(c->err, c->errlen,
-                "%s:%d: syntax error: expected [section], key = value, or a ; comment", c->name,
-                rc);
+        qes_errf(c->err, c->errlen,
+                 "%s:%d: syntax error: expected [section], key = value, or a ; comment", c->name,
+                 rc);
         return QES_ECONFIG;
     }
     if (rc < 0) {
-        set_err(c->err, c->errlen, "%s: cannot parse (error %d)", c->name, rc);
+        qes_errf(c->err, c->errlen, "%s: cannot parse (error %d)", c->name, rc);
         return QES_ECONFIG;
     }
     return 0;
@@ -618,7 +613,7 @@ int qes_config_load_file(struct qes_config *cfg, const char *path, char *err, si
 {
     FILE *f = fopen(path, "r");
     if (!f) {
-        set_err(err, errlen, "%s: cannot open configuration: %s", path, strerror(errno));
+        qes_errf(err, errlen, "%s: cannot open configuration: %s", path, strerror(errno));
         return errno == ENOENT ? QES_ENOENT : QES_ECONFIG;
     }
     struct load_ctx c = {.cfg = cfg, .name = path, .err = err, .errlen = errlen, .file = f};
@@ -644,21 +639,21 @@ int qes_config_set(struct qes_config *cfg, const char *assignment, char *err, si
     const char *eq = strchr(assignment, '=');
     char buf[1024];
     if (!eq || strlen(assignment) >= sizeof buf) {
-        set_err(err, errlen, "--set %s: expected SECTION.KEY=VALUE", assignment);
+        qes_errf(err, errlen, "--set %s: expected SECTION.KEY=VALUE", assignment);
         return QES_ECONFIG;
     }
     memcpy(buf, assignment, (size_t)(eq - assignment));
     buf[eq - assignment] = '\0';
     char *dot = strrchr(buf, '.');
     if (!dot || dot == buf || !dot[1]) {
-        set_err(err, errlen, "--set %s: expected SECTION.KEY=VALUE (e.g. measure.fund.freq_hz=50)",
-                assignment);
+        qes_errf(err, errlen, "--set %s: expected SECTION.KEY=VALUE (e.g. measure.fund.freq_hz=50)",
+                 assignment);
         return QES_ECONFIG;
     }
     *dot = '\0';
     char why[1024];
     if (set_one(cfg, buf, dot + 1, eq + 1, 0, why, sizeof why)) {
-        set_err(err, errlen, "--set %s: [%s] %s: %s", assignment, buf, dot + 1, why);
+        qes_errf(err, errlen, "--set %s: [%s] %s: %s", assignment, buf, dot + 1, why);
         return QES_ECONFIG;
     }
     return 0;
@@ -721,8 +716,8 @@ static int check_section_required(enum qes_section sec, const char *name, const 
     for (size_t i = 0; i < qes_n_options; i++) {
         const struct qes_option *o = &qes_options[i];
         if (o->section == sec && !o->def && is_unset(o, base)) {
-            set_err(err, errlen, "%s:%d: [%s%s%s] %s: required key missing (%s)", where, line,
-                    section_names[sec], name ? "." : "", name ? name : "", o->key, o->help);
+            qes_errf(err, errlen, "%s:%d: [%s%s%s] %s: required key missing (%s)", where, line,
+                     section_names[sec], name ? "." : "", name ? name : "", o->key, o->help);
             return QES_ECONFIG;
         }
     }
@@ -740,8 +735,8 @@ static int check_required(const struct qes_config *cfg, char *err, size_t errlen
         rc = check_section_required(QES_SEC_MEASURE, cfg->measure[i].name, &cfg->measure[i],
                                     cfg->measure[i].line, where, err, errlen);
     for (size_t i = 0; i < cfg->n_sim && !rc; i++)
-        rc = check_section_required(QES_SEC_SIM, cfg->sim[i].name, &cfg->sim[i],
-                                    cfg->sim[i].line, where, err, errlen);
+        rc = check_section_required(QES_SEC_SIM, cfg->sim[i].name, &cfg->sim[i], cfg->sim[i].line,
+                                    where, err, errlen);
     return rc;
 }
 
@@ -754,14 +749,15 @@ int qes_config_validate(const struct qes_config *cfg, char *err, size_t errlen)
     for (size_t i = 0; i < cfg->n_channel; i++) {
         const struct qes_cfg_channel *a = &cfg->channel[i];
         if (a->gain == 0) {
-            set_err(err, errlen, "%s:%d: [channel.%s] gain: must not be 0", where, a->line,
-                    a->name);
+            qes_errf(err, errlen, "%s:%d: [channel.%s] gain: must not be 0", where, a->line,
+                     a->name);
             return QES_ECONFIG;
         }
         for (size_t j = 0; j < i; j++) {
             if (cfg->channel[j].index == a->index) {
-                set_err(err, errlen, "%s:%d: [channel.%s] index: %u is already used by [channel.%s]",
-                        where, a->line, a->name, a->index, cfg->channel[j].name);
+                qes_errf(err, errlen,
+                         "%s:%d: [channel.%s] index: %u is already used by [channel.%s]", where,
+                         a->line, a->name, a->index, cfg->channel[j].name);
                 return QES_ECONFIG;
             }
         }
@@ -769,47 +765,47 @@ int qes_config_validate(const struct qes_config *cfg, char *err, size_t errlen)
     for (size_t i = 0; i < cfg->n_measure; i++) {
         const struct qes_cfg_measure *m = &cfg->measure[i];
         if (!qes_config_channel(cfg, m->channel)) {
-            set_err(err, errlen, "%s:%d: [measure.%s] channel: no section [channel.%s]", where,
-                    m->line, m->name, m->channel);
+            qes_errf(err, errlen, "%s:%d: [measure.%s] channel: no section [channel.%s]", where,
+                     m->line, m->name, m->channel);
             return QES_ECONFIG;
         }
         for (size_t a = 0; a < m->n_harmonics; a++)
             for (size_t b = 0; b < a; b++)
                 if (m->harmonics[a] == m->harmonics[b]) {
-                    set_err(err, errlen, "%s:%d: [measure.%s] harmonics: %u is listed twice",
-                            where, m->line, m->name, m->harmonics[a]);
+                    qes_errf(err, errlen, "%s:%d: [measure.%s] harmonics: %u is listed twice",
+                             where, m->line, m->name, m->harmonics[a]);
                     return QES_ECONFIG;
                 }
         if (!strcmp(m->window, "hann") && m->block_periods < 2) {
-            set_err(err, errlen,
-                    "%s:%d: [measure.%s] block_periods: hann leaks one bin each side, so it needs "
-                    "block_periods >= 2 to keep harmonics apart",
-                    where, m->line, m->name);
+            qes_errf(err, errlen,
+                     "%s:%d: [measure.%s] block_periods: hann leaks one bin each side, so it needs "
+                     "block_periods >= 2 to keep harmonics apart",
+                     where, m->line, m->name);
             return QES_ECONFIG;
         }
     }
     for (size_t i = 0; i < cfg->n_sim; i++) {
         const struct qes_cfg_sim *s = &cfg->sim[i];
         if (!qes_config_channel(cfg, s->name)) {
-            set_err(err, errlen, "%s:%d: [sim.%s]: no section [channel.%s] to simulate", where,
-                    s->line, s->name, s->name);
+            qes_errf(err, errlen, "%s:%d: [sim.%s]: no section [channel.%s] to simulate", where,
+                     s->line, s->name, s->name);
             return QES_ECONFIG;
         }
         if (s->n_rms != s->n_harmonics) {
-            set_err(err, errlen, "%s:%d: [sim.%s] rms: %zu values for %zu harmonics", where,
-                    s->line, s->name, s->n_rms, s->n_harmonics);
+            qes_errf(err, errlen, "%s:%d: [sim.%s] rms: %zu values for %zu harmonics", where,
+                     s->line, s->name, s->n_rms, s->n_harmonics);
             return QES_ECONFIG;
         }
         if (s->n_phase_rad != s->n_harmonics) {
-            set_err(err, errlen, "%s:%d: [sim.%s] phase_rad: %zu values for %zu harmonics", where,
-                    s->line, s->name, s->n_phase_rad, s->n_harmonics);
+            qes_errf(err, errlen, "%s:%d: [sim.%s] phase_rad: %zu values for %zu harmonics", where,
+                     s->line, s->name, s->n_phase_rad, s->n_harmonics);
             return QES_ECONFIG;
         }
     }
     if (!strcmp(cfg->source.kind, "sim")) {
         if (cfg->n_sim == 0) {
-            set_err(err, errlen, "%s: [source] kind = sim needs at least one [sim.NAME] section",
-                    where);
+            qes_errf(err, errlen, "%s: [source] kind = sim needs at least one [sim.NAME] section",
+                     where);
             return QES_ECONFIG;
         }
     }
@@ -861,7 +857,8 @@ struct strbuf {
     int oom;
 };
 
-static void sb_printf(struct strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(struct strbuf *sb, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
 static void sb_printf(struct strbuf *sb, const char *fmt, ...)
 {
     if (sb->oom)
@@ -944,8 +941,9 @@ static void describe(FILE *f, const struct qes_option *o, const char *lead)
     default:
         break;
     }
-    static const char *const tn[] = {"text", "number", "integer", "integer", "integer",
-                                     "boolean", "choice", "list of numbers", "list of integers"};
+    static const char *const tn[] = {"text",    "number",          "integer",
+                                     "integer", "integer",         "boolean",
+                                     "choice",  "list of numbers", "list of integers"};
     fprintf(f, "%s%s (%s%s%s%s%s)\n", lead, o->help, tn[o->type], range[0] ? ", " : "", range,
             o->def ? "" : ", required", "");
 }
@@ -960,7 +958,8 @@ void qes_config_print_help(FILE *f)
             const struct qes_option *o = &qes_options[i];
             if (o->section != (enum qes_section)s)
                 continue;
-            fprintf(f, "  %-16s default %s%s%s\n", o->key, o->def ? (o->def[0] ? o->def : "\"\"") : "(required)",
+            fprintf(f, "  %-16s default %s%s%s\n", o->key,
+                    o->def ? (o->def[0] ? o->def : "\"\"") : "(required)",
                     o->unit[0] ? "  unit " : "", o->unit);
             describe(f, o, "      ");
         }
@@ -969,9 +968,10 @@ void qes_config_print_help(FILE *f)
 
 void qes_config_print_reference(FILE *f)
 {
-    fprintf(f, "; qes reference configuration: every key with its default, generated from the\n"
-               "; option table by `qes help config --ini`.  Do not edit by hand; copy what you need.\n"
-               "; Sections NAME-d below (dut) are examples: use your own names.\n");
+    fprintf(f,
+            "; qes reference configuration: every key with its default, generated from the\n"
+            "; option table by `qes help config --ini`.  Do not edit by hand; copy what you need.\n"
+            "; Sections NAME-d below (dut) are examples: use your own names.\n");
     for (int s = 0; s < QES_SEC_COUNT; s++) {
         fprintf(f, "\n; %s\n[%s%s]\n", section_help[s], section_names[s],
                 section_named[s] ? ".dut" : "");

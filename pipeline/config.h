@@ -21,8 +21,8 @@
 
 #define QES_CFG_MAX_CHANNELS 16
 #define QES_CFG_MAX_MEASURES 32
-#define QES_CFG_MAX_LIST 32
-#define QES_CFG_NAME_LEN 64
+#define QES_CFG_MAX_LIST     32
+#define QES_CFG_NAME_LEN     64
 
 enum qes_section {
     QES_SEC_SOURCE = 0,
@@ -36,13 +36,13 @@ enum qes_section {
 enum qes_opt_type {
     QES_OPT_STRING,
     QES_OPT_DOUBLE,
-    QES_OPT_UINT,   /* unsigned, stored as unsigned int */
-    QES_OPT_INT,    /* stored as int */
-    QES_OPT_U64,    /* stored as uint64_t */
-    QES_OPT_BOOL,   /* true/false/yes/no/1/0/on/off, stored as int */
-    QES_OPT_ENUM,   /* one of `choices` (|-separated), stored as a string */
-    QES_OPT_DLIST,  /* comma-separated doubles, stored as double[] + size_t count */
-    QES_OPT_ULIST,  /* comma-separated unsigned, stored as unsigned[] + size_t count */
+    QES_OPT_UINT,  /* unsigned, stored as unsigned int */
+    QES_OPT_INT,   /* stored as int */
+    QES_OPT_U64,   /* stored as uint64_t */
+    QES_OPT_BOOL,  /* true/false/yes/no/1/0/on/off, stored as int */
+    QES_OPT_ENUM,  /* one of `choices` (|-separated), stored as a string */
+    QES_OPT_DLIST, /* comma-separated doubles, stored as double[] + size_t count */
+    QES_OPT_ULIST, /* comma-separated unsigned, stored as unsigned[] + size_t count */
 };
 
 struct qes_option {
@@ -63,15 +63,15 @@ extern const struct qes_option qes_options[];
 extern const size_t qes_n_options;
 
 struct qes_cfg_source {
-    char kind[16];          /* sigmf | sim */
-    char path[4096];        /* capture for kind = sigmf */
-    double sample_rate_hz;  /* sim */
-    double seconds;         /* sim: length, 0 = until stopped (run) */
-    unsigned adc_bits;      /* sim: 0 = no quantisation */
-    char datatype[16];      /* sim: capture datatype, or auto */
-    uint64_t seed;          /* sim */
-    char start_time[40];    /* sim: UTC of sample 0, or now */
-    int line;               /* line of the section header, 0 if absent */
+    char kind[16];         /* sigmf | sim */
+    char path[4096];       /* capture for kind = sigmf */
+    double sample_rate_hz; /* sim */
+    double seconds;        /* sim: length, 0 = until stopped (run) */
+    unsigned adc_bits;     /* sim: 0 = no quantisation */
+    char datatype[16];     /* sim: capture datatype, or auto */
+    uint64_t seed;         /* sim */
+    char start_time[40];   /* sim: UTC of sample 0, or now */
+    int line;              /* line of the section header, 0 if absent */
 };
 
 struct qes_cfg_channel {

@@ -26,7 +26,7 @@
 
 enum { EXIT_OK = 0, EXIT_USAGE = 1, EXIT_INPUT = 2, EXIT_FLAGGED = 3 };
 
-#define MAX_SETS 256
+#define MAX_SETS  256
 #define MAX_SINKS 16
 
 static volatile sig_atomic_t g_stop;
@@ -151,11 +151,11 @@ static int parse_args(const char *cmd, int argc, char **argv, struct opts *o)
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED_ARG()                                                                                 \
-    do {                                                                                           \
-        if (!next)                                                                                 \
-            return usage_error(cmd, "%s needs a value", a);                                        \
-        i++;                                                                                       \
+#define NEED_ARG()                                          \
+    do {                                                    \
+        if (!next)                                          \
+            return usage_error(cmd, "%s needs a value", a); \
+        i++;                                                \
     } while (0)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             o->help = 1;
@@ -430,8 +430,9 @@ static int cmd_replay(int argc, char **argv)
     }
     const struct qes_sigmf_info *info = qes_sigmf_get_info(rd);
     if (!info->sha512[0] && !o.quiet)
-        fprintf(stderr, "qes replay: warning: %s has no core:sha512; the data cannot be checked "
-                        "for corruption\n",
+        fprintf(stderr,
+                "qes replay: warning: %s has no core:sha512; the data cannot be checked "
+                "for corruption\n",
                 info->meta_path);
 
     if (o.config) {
@@ -479,21 +480,21 @@ static int cmd_replay(int argc, char **argv)
     }
     (void)meta_text;
     struct qes_run_rec run = {
-        .command = "replay",
-        .version = QES_VERSION,
-        .build = QES_BUILD_FLAGS,
-        .config_ini = canon,
-        .sample_rate_hz = info->sample_rate_hz,
-        .t_start_ns = info->captures[0].has_datetime ? info->captures[0].datetime_ns : 0,
+            .command = "replay",
+            .version = QES_VERSION,
+            .build = QES_BUILD_FLAGS,
+            .config_ini = canon,
+            .sample_rate_hz = info->sample_rate_hz,
+            .t_start_ns = info->captures[0].has_datetime ? info->captures[0].datetime_ns : 0,
     };
     qes_sha256_hex(canon, strlen(canon), run.config_sha256);
     derive_run_id(run.config_sha256, meta_sha, run.id);
-    json_t *in = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:i, s:f, s:I}", "kind", "sigmf",
-                           "meta", info->meta_path, "meta_sha256", meta_sha, "data_sha512",
-                           info->sha512, "datatype", qes_dtype_name(info->dtype),
-                           "sha512_verified", info->sha512_verified, "num_channels",
-                           (int)info->num_channels, "sample_rate_hz", info->sample_rate_hz,
-                           "n_frames", (json_int_t)info->n_frames);
+    json_t *in = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:i, s:f, s:I}", "kind", "sigmf", "meta",
+                           info->meta_path, "meta_sha256", meta_sha, "data_sha512", info->sha512,
+                           "datatype", qes_dtype_name(info->dtype), "sha512_verified",
+                           info->sha512_verified, "num_channels", (int)info->num_channels,
+                           "sample_rate_hz", info->sample_rate_hz, "n_frames",
+                           (json_int_t)info->n_frames);
     input_json = in ? json_dumps(in, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
     json_decref(in);
     if (!input_json) {
@@ -516,15 +517,15 @@ static int cmd_replay(int argc, char **argv)
         goto out;
     }
     struct qes_runtime_desc rd_desc = {
-        .cfg = cfg,
-        .src = src,
-        .recs = sinks.r,
-        .n_recs = sinks.n,
-        .run = &run,
-        .human = o.quiet ? NULL : stderr,
-        .progress = progress_stream(cfg),
-        .total_frames = total,
-        .stop = &g_stop,
+            .cfg = cfg,
+            .src = src,
+            .recs = sinks.r,
+            .n_recs = sinks.n,
+            .run = &run,
+            .human = o.quiet ? NULL : stderr,
+            .progress = progress_stream(cfg),
+            .total_frames = total,
+            .stop = &g_stop,
     };
     struct qes_runtime_stats rs;
     rc = qes_runtime_execute(&rd_desc, &rs, err, sizeof err);
@@ -625,10 +626,9 @@ static int cmd_simulate(int argc, char **argv)
     qes_dtype_parse(dts, &dt);
     if ((dt == QES_DT_RI16_LE && (sd.adc_bits == 0 || sd.adc_bits > 16)) ||
         (dt == QES_DT_RI32_LE && sd.adc_bits == 0)) {
-        fprintf(stderr,
-                "qes simulate: [source] datatype: %s cannot hold %u-bit samples%s\n", dts,
-                sd.adc_bits, sd.adc_bits == 0 ? " (unquantised values need rf32_le or rf64_le)"
-                                              : "");
+        fprintf(stderr, "qes simulate: [source] datatype: %s cannot hold %u-bit samples%s\n", dts,
+                sd.adc_bits,
+                sd.adc_bits == 0 ? " (unquantised values need rf32_le or rf64_le)" : "");
         goto out;
     }
     /* The configuration stored in the capture, resolved for replay: the data
@@ -669,13 +669,13 @@ static int cmd_simulate(int argc, char **argv)
     extra = json_dumps(g, JSON_COMPACT | JSON_REAL_PRECISION(17));
     json_decref(g);
     struct qes_sigmf_writer_desc wd = {
-        .path = o.out,
-        .dtype = dt,
-        .sample_rate_hz = sd.sample_rate_hz,
-        .num_channels = sd.n_channels,
-        .datetime_ns = sd.start_ns,
-        .description = "qes simulated rig",
-        .extra_global_json = extra,
+            .path = o.out,
+            .dtype = dt,
+            .sample_rate_hz = sd.sample_rate_hz,
+            .num_channels = sd.n_channels,
+            .datetime_ns = sd.start_ns,
+            .description = "qes simulated rig",
+            .extra_global_json = extra,
     };
     rc = qes_sigmf_writer_create(&wd, &w, err, sizeof err);
     if (rc) {
@@ -708,8 +708,9 @@ static int cmd_simulate(int argc, char **argv)
         status = EXIT_INPUT;
         goto out;
     }
-    fprintf(stderr, "qes simulate: wrote %s.sigmf-meta and %s.sigmf-data: %llu samples x %u "
-                    "channel(s) at %.17g Hz, %s\n",
+    fprintf(stderr,
+            "qes simulate: wrote %s.sigmf-meta and %s.sigmf-data: %llu samples x %u "
+            "channel(s) at %.17g Hz, %s\n",
             o.out, o.out, (unsigned long long)done, sd.n_channels, sd.sample_rate_hz, dts);
     status = EXIT_OK;
 out:
@@ -773,13 +774,13 @@ static int cmd_run(int argc, char **argv)
         goto out;
     }
     struct qes_run_rec run = {
-        .command = "run",
-        .version = QES_VERSION,
-        .build = QES_BUILD_FLAGS,
-        .config_ini = canon,
-        .input_json = "{\"kind\":\"sim\"}",
-        .t_start_ns = sd.start_ns,
-        .sample_rate_hz = sd.sample_rate_hz,
+            .command = "run",
+            .version = QES_VERSION,
+            .build = QES_BUILD_FLAGS,
+            .config_ini = canon,
+            .input_json = "{\"kind\":\"sim\"}",
+            .t_start_ns = sd.start_ns,
+            .sample_rate_hz = sd.sample_rate_hz,
     };
     qes_sha256_hex(canon, strlen(canon), run.config_sha256);
     random_run_id(run.id);
@@ -796,16 +797,16 @@ static int cmd_run(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     struct qes_runtime_desc rd = {
-        .cfg = cfg,
-        .src = src,
-        .recs = sinks.r,
-        .n_recs = sinks.n,
-        .run = &run,
-        .live = 1,
-        .stop = &g_stop,
-        .human = o.quiet ? NULL : stderr,
-        .progress = progress_stream(cfg),
-        .total_frames = sd.n_frames,
+            .cfg = cfg,
+            .src = src,
+            .recs = sinks.r,
+            .n_recs = sinks.n,
+            .run = &run,
+            .live = 1,
+            .stop = &g_stop,
+            .human = o.quiet ? NULL : stderr,
+            .progress = progress_stream(cfg),
+            .total_frames = sd.n_frames,
     };
     struct qes_runtime_stats rs;
     rc = qes_runtime_execute(&rd, &rs, err, sizeof err);

@@ -16,6 +16,7 @@
  * Writes are buffered and checked; the first failure is sticky.  Close
  * flushes and fsync()s the file and its directory.
  */
+#include "pipeline/rec_int.h"
 #include "pipeline/record.h"
 #include "common/err.h"
 #include "common/utctime.h"
@@ -330,24 +331,6 @@ static int csv_summary(struct qes_recorder *r, const struct qes_run_rec *run,
     return 0;
 }
 
-static int fsync_dir_of(const char *path)
-{
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        strcpy(dir, ".");
-    else if (slash == path)
-        strcpy(dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY);
-    if (fd < 0)
-        return 0;
-    int rc = fsync(fd) != 0 && errno != EINVAL && errno != EROFS ? -1 : 0;
-    close(fd);
-    return rc;
-}
-
 static int csv_close(struct qes_recorder *r, int status)
 {
     struct rec_csv *c = (struct rec_csv *)r;
@@ -363,7 +346,7 @@ static int csv_close(struct qes_recorder *r, int status)
     if (fclose(c->f) != 0 && !e)
         e = errno;
     c->f = NULL;
-    if (!e && regular && fsync_dir_of(r->target))
+    if (!e && regular && qes__fsync_dir_of(r->target))
         e = errno;
     if (e)
         return csv_fail(c, e);

@@ -17,6 +17,7 @@
  * its directory.  Output depends only on the records: the host clock is never
  * read, so identical input gives byte-identical files.
  */
+#include "pipeline/rec_int.h"
 #include "pipeline/record.h"
 #include "common/err.h"
 #include "common/utctime.h"
@@ -655,26 +656,6 @@ static int jsonl_summary(struct qes_recorder *r, const struct qes_run_rec *run,
     return jsonl_record(j, qes_summary_json(j->f, run, s));
 }
 
-/* fsync the directory holding path, so that a new file's name survives a
- * crash too.  Errors are ignored where a file system cannot do it. */
-static int fsync_dir_of(const char *path)
-{
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        strcpy(dir, ".");
-    else if (slash == path)
-        strcpy(dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY);
-    if (fd < 0)
-        return 0;
-    int rc = fsync(fd) != 0 && errno != EINVAL && errno != EROFS ? -1 : 0;
-    close(fd);
-    return rc;
-}
-
 static int jsonl_close(struct qes_recorder *r, int status)
 {
     struct rec_jsonl *j = (struct rec_jsonl *)r;
@@ -699,7 +680,7 @@ static int jsonl_close(struct qes_recorder *r, int status)
             rc = io_code(e);
         }
         j->f = NULL;
-        if (!rc && regular && fsync_dir_of(r->target)) {
+        if (!rc && regular && qes__fsync_dir_of(r->target)) {
             e = errno;
             rc = io_code(e);
         }

@@ -16,14 +16,14 @@
 #include <stdio.h>
 
 /* Record flags: one bit each, written as strings in this order. */
-#define QES_FLAG_MAP(X)                                                                            \
-    X(GAP, 0, "gap")                                                                               \
-    X(CLIP, 1, "clip")                                                                             \
-    X(SETTLING, 2, "settling")                                                                     \
-    X(OVERRANGE, 3, "overrange")                                                                   \
-    X(UNLOCKED, 4, "unlocked")                                                                     \
-    X(PARTIAL, 5, "partial")                                                                       \
-    X(FEW_BLOCKS, 6, "few_blocks")                                                                 \
+#define QES_FLAG_MAP(X)            \
+    X(GAP, 0, "gap")               \
+    X(CLIP, 1, "clip")             \
+    X(SETTLING, 2, "settling")     \
+    X(OVERRANGE, 3, "overrange")   \
+    X(UNLOCKED, 4, "unlocked")     \
+    X(PARTIAL, 5, "partial")       \
+    X(FEW_BLOCKS, 6, "few_blocks") \
     X(EXCLUDED, 7, "excluded")
 
 enum qes_flag {
@@ -52,11 +52,11 @@ struct qes_block_rec {
     const char *channel;
     const char *unit;
     unsigned harmonic;
-    uint64_t seq;          /* block number, counted from sample 0 of the run */
-    uint64_t sample_start; /* run index of the block's first sample */
-    uint64_t n_samples;    /* samples in the block */
-    int64_t t_ns;          /* UTC of the block's first sample */
-    double freq_hz;        /* h * reference frequency */
+    uint64_t seq;              /* block number, counted from sample 0 of the run */
+    uint64_t sample_start;     /* run index of the block's first sample */
+    uint64_t n_samples;        /* samples in the block */
+    int64_t t_ns;              /* UTC of the block's first sample */
+    double freq_hz;            /* h * reference frequency */
     double x, y, r, phase_rad; /* NaN when the block has no value (gap, partial) */
     unsigned flags;
 };
@@ -66,7 +66,7 @@ struct qes_summary_rec {
     const char *channel;
     const char *unit;
     unsigned harmonic;
-    uint64_t seq;        /* 0, 1, ... for periodic summaries; the final one is last */
+    uint64_t seq; /* 0, 1, ... for periodic summaries; the final one is last */
     double freq_hz;
     uint64_t n_excluded; /* flagged blocks left out */
     struct qes_phasor_summary s;

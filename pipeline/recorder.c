@@ -1,11 +1,16 @@
 /*
  * Recorder dispatch: pick a sink from the target's form (see record.h).
  */
+#include "pipeline/rec_int.h"
 #include "pipeline/record.h"
 #include "common/err.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #define ACCEPTED                                                                             \
     "accepted: '-' (JSON Lines on stdout), FILE.jsonl or FILE.json (JSON Lines), FILE.csv, " \
@@ -55,4 +60,24 @@ void qes_recorder_destroy(struct qes_recorder *r)
 {
     if (r && r->ops && r->ops->destroy)
         r->ops->destroy(r);
+}
+
+/* fsync the directory holding path, so that a new file's name survives a
+ * crash too.  Errors are ignored where a file system cannot do it. */
+int qes__fsync_dir_of(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == path)
+        strcpy(dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    int fd = open(dir, O_RDONLY);
+    if (fd < 0)
+        return 0;
+    int rc = fsync(fd) != 0 && errno != EINVAL && errno != EROFS ? -1 : 0;
+    close(fd);
+    return rc;
 }

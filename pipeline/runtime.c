@@ -41,18 +41,6 @@ struct rt {
     size_t errlen;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static double mono_s(void)
 {
     struct timespec ts;
@@ -66,11 +54,11 @@ int qes_block_samples(const struct qes_cfg_measure *m, double fs_hz, size_t *n, 
     long double x = (long double)m->block_periods * fs_hz / m->freq_hz;
     long double r = roundl(x);
     if (!(r >= 4) || fabsl(x - r) > 1e-9L * x || r > 1e12L) {
-        set_err(err, errlen,
-                "[measure.%s] block_periods: %u periods of %.17g Hz at %.17g Hz are %.6Lf "
-                "samples; a coherent block needs a whole number of at least 4 samples (choose "
-                "block_periods so that block_periods * fs / freq_hz is an integer)",
-                m->name, m->block_periods, m->freq_hz, fs_hz, x);
+        qes_errf(err, errlen,
+                 "[measure.%s] block_periods: %u periods of %.17g Hz at %.17g Hz are %.6Lf "
+                 "samples; a coherent block needs a whole number of at least 4 samples (choose "
+                 "block_periods so that block_periods * fs / freq_hz is an integer)",
+                 m->name, m->block_periods, m->freq_hz, fs_hz, x);
         return QES_ECONFIG;
     }
     *n = (size_t)r;
@@ -84,7 +72,7 @@ static int emit_all(struct rt *rt, int is_summary, const void *rec)
         int rc = is_summary ? r->ops->summary(r, rt->d->run, rec)
                             : r->ops->block(r, rt->d->run, rec);
         if (rc) {
-            set_err(rt->err, rt->errlen, "%s", r->errmsg[0] ? r->errmsg : qes_strerror(rc));
+            qes_errf(rt->err, rt->errlen, "%s", r->errmsg[0] ? r->errmsg : qes_strerror(rc));
             return rc;
         }
     }
@@ -110,8 +98,8 @@ static int finish_block(struct rt *rt, struct meas *m)
     if (has_value) {
         int rc = qes_lockin_execute(m->lockin, m->buf, m->block * m->n, m->ph);
         if (rc) {
-            set_err(rt->err, rt->errlen, "[measure.%s]: lock-in failed: %s", c->name,
-                    qes_strerror(rc));
+            qes_errf(rt->err, rt->errlen, "[measure.%s]: lock-in failed: %s", c->name,
+                     qes_strerror(rc));
             return rc;
         }
     }
@@ -124,20 +112,20 @@ static int finish_block(struct rt *rt, struct meas *m)
     int include = has_value && (!(m->flags & QES_FLAG_CLIP) || c->include_flagged);
     for (size_t k = 0; k < c->n_harmonics; k++) {
         struct qes_block_rec b = {
-            .measure = c->name,
-            .channel = c->channel,
-            .unit = m->ch->unit,
-            .harmonic = c->harmonics[k],
-            .seq = m->block,
-            .sample_start = m->block * m->n,
-            .n_samples = m->pos,
-            .t_ns = m->t_ns,
-            .freq_hz = c->freq_hz * c->harmonics[k],
-            .x = NAN,
-            .y = NAN,
-            .r = NAN,
-            .phase_rad = NAN,
-            .flags = m->flags,
+                .measure = c->name,
+                .channel = c->channel,
+                .unit = m->ch->unit,
+                .harmonic = c->harmonics[k],
+                .seq = m->block,
+                .sample_start = m->block * m->n,
+                .n_samples = m->pos,
+                .t_ns = m->t_ns,
+                .freq_hz = c->freq_hz * c->harmonics[k],
+                .x = NAN,
+                .y = NAN,
+                .r = NAN,
+                .phase_rad = NAN,
+                .flags = m->flags,
         };
         if (has_value) {
             b.x = m->ph[k].x;
@@ -272,19 +260,19 @@ static int summaries(struct rt *rt, int final)
         const struct qes_cfg_measure *c = m->cfg;
         for (size_t k = 0; k < c->n_harmonics; k++) {
             struct qes_summary_rec s = {
-                .measure = c->name,
-                .channel = c->channel,
-                .unit = m->ch->unit,
-                .harmonic = c->harmonics[k],
-                .seq = m->summary_seq,
-                .freq_hz = c->freq_hz * c->harmonics[k],
-                .n_excluded = m->excluded[k],
+                    .measure = c->name,
+                    .channel = c->channel,
+                    .unit = m->ch->unit,
+                    .harmonic = c->harmonics[k],
+                    .seq = m->summary_seq,
+                    .freq_hz = c->freq_hz * c->harmonics[k],
+                    .n_excluded = m->excluded[k],
             };
             if (m->acc[k].n > 0) {
                 int rc = qes_phasor_summarize(&m->acc[k], m->ch->u_gain_rel, c->coverage, &s.s);
                 if (rc) {
-                    set_err(rt->err, rt->errlen, "[measure.%s]: summary failed: %s", c->name,
-                            qes_strerror(rc));
+                    qes_errf(rt->err, rt->errlen, "[measure.%s]: summary failed: %s", c->name,
+                             qes_strerror(rc));
                     return rc;
                 }
             } else {
@@ -341,15 +329,15 @@ int qes_runtime_execute(const struct qes_runtime_desc *d, struct qes_runtime_sta
         m->cfg = &cfg->measure[i];
         m->ch = qes_config_channel(cfg, m->cfg->channel);
         if (!m->ch) {
-            set_err(err, errlen, "[measure.%s] channel: no [channel.%s]", m->cfg->name,
-                    m->cfg->channel);
+            qes_errf(err, errlen, "[measure.%s] channel: no [channel.%s]", m->cfg->name,
+                     m->cfg->channel);
             rc = QES_ECONFIG;
             goto out;
         }
         if (m->ch->index >= d->src->n_channels) {
-            set_err(err, errlen,
-                    "[channel.%s] index: %u, but the source has %u channel(s) (indices 0..%u)",
-                    m->ch->name, m->ch->index, d->src->n_channels, d->src->n_channels - 1);
+            qes_errf(err, errlen,
+                     "[channel.%s] index: %u, but the source has %u channel(s) (indices 0..%u)",
+                     m->ch->name, m->ch->index, d->src->n_channels, d->src->n_channels - 1);
             rc = QES_ECONFIG;
             goto out;
         }
@@ -357,15 +345,15 @@ int qes_runtime_execute(const struct qes_runtime_desc *d, struct qes_runtime_sta
         if (rc)
             goto out;
         struct qes_lockin_desc ld = {
-            .method = strcmp(m->cfg->method, "dft") ? QES_LOCKIN_FFT : QES_LOCKIN_DFT,
-            .n = m->n,
-            .periods = m->cfg->block_periods,
-            .harmonics = m->cfg->harmonics,
-            .n_harmonics = m->cfg->n_harmonics,
+                .method = strcmp(m->cfg->method, "dft") ? QES_LOCKIN_FFT : QES_LOCKIN_DFT,
+                .n = m->n,
+                .periods = m->cfg->block_periods,
+                .harmonics = m->cfg->harmonics,
+                .n_harmonics = m->cfg->n_harmonics,
         };
         if (qes_window_from_name(m->cfg->window, &ld.window)) {
-            set_err(err, errlen, "[measure.%s] window: unknown \"%s\"", m->cfg->name,
-                    m->cfg->window);
+            qes_errf(err, errlen, "[measure.%s] window: unknown \"%s\"", m->cfg->name,
+                     m->cfg->window);
             rc = QES_ECONFIG;
             goto out;
         }
@@ -374,13 +362,13 @@ int qes_runtime_execute(const struct qes_runtime_desc *d, struct qes_runtime_sta
             unsigned hmax = 0;
             for (size_t k = 0; k < ld.n_harmonics; k++)
                 hmax = ld.harmonics[k] > hmax ? ld.harmonics[k] : hmax;
-            set_err(err, errlen,
-                    "[measure.%s] harmonics: cannot measure harmonic %u of %.17g Hz in blocks of "
-                    "%zu samples at %.17g Hz with window %s (each harmonic bin h*block_periods, "
-                    "widened by the window's leakage, must lie strictly between DC and Nyquist "
-                    "and apart from the others): %s",
-                    m->cfg->name, hmax, m->cfg->freq_hz, m->n, rt.fs, m->cfg->window,
-                    qes_strerror(rc));
+            qes_errf(err, errlen,
+                     "[measure.%s] harmonics: cannot measure harmonic %u of %.17g Hz in blocks of "
+                     "%zu samples at %.17g Hz with window %s (each harmonic bin h*block_periods, "
+                     "widened by the window's leakage, must lie strictly between DC and Nyquist "
+                     "and apart from the others): %s",
+                     m->cfg->name, hmax, m->cfg->freq_hz, m->n, rt.fs, m->cfg->window,
+                     qes_strerror(rc));
             rc = rc == QES_EINVAL ? QES_ECONFIG : rc;
             goto out;
         }
@@ -397,7 +385,7 @@ int qes_runtime_execute(const struct qes_runtime_desc *d, struct qes_runtime_sta
     for (size_t i = 0; i < d->n_recs; i++) {
         rc = d->recs[i]->ops->run(d->recs[i], d->run);
         if (rc) {
-            set_err(err, errlen, "%s", d->recs[i]->errmsg);
+            qes_errf(err, errlen, "%s", d->recs[i]->errmsg);
             goto out;
         }
     }
@@ -410,7 +398,7 @@ int qes_runtime_execute(const struct qes_runtime_desc *d, struct qes_runtime_sta
             break;
         int r = qes_source_read(d->src, &f, chunk);
         if (r < 0) {
-            set_err(err, errlen, "%s", d->src->errmsg[0] ? d->src->errmsg : qes_strerror(r));
+            qes_errf(err, errlen, "%s", d->src->errmsg[0] ? d->src->errmsg : qes_strerror(r));
             rc = r;
             goto out;
         }

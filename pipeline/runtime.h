@@ -26,20 +26,20 @@ struct qes_runtime_desc {
     struct qes_recorder **recs;
     size_t n_recs;
     const struct qes_run_rec *run;
-    int live;                         /* periodic summaries by host time */
-    volatile sig_atomic_t *stop;      /* set from a signal handler to stop cleanly; may be NULL */
-    FILE *human;                      /* one line per measurement and harmonic at the end; NULL */
-    FILE *progress;                   /* progress lines; NULL for none */
-    uint64_t total_frames;            /* for progress; 0 = unknown */
+    int live;                    /* periodic summaries by host time */
+    volatile sig_atomic_t *stop; /* set from a signal handler to stop cleanly; may be NULL */
+    FILE *human;                 /* one line per measurement and harmonic at the end; NULL */
+    FILE *progress;              /* progress lines; NULL for none */
+    uint64_t total_frames;       /* for progress; 0 = unknown */
 };
 
 struct qes_runtime_stats {
-    uint64_t frames;         /* samples per channel processed */
-    uint64_t lost;           /* samples per channel lost in gaps */
-    uint64_t gaps;           /* number of gaps */
-    uint64_t blocks;         /* block records per harmonic, all measurements */
+    uint64_t frames; /* samples per channel processed */
+    uint64_t lost;   /* samples per channel lost in gaps */
+    uint64_t gaps;   /* number of gaps */
+    uint64_t blocks; /* block records per harmonic, all measurements */
     uint64_t gap_blocks, clip_blocks, partial_blocks;
-    double seconds;          /* host wall time of the loop */
+    double seconds; /* host wall time of the loop */
 };
 
 /*

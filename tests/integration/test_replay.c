@@ -23,29 +23,29 @@
 #define PI 3.14159265358979323846
 
 /* A config for a coherent 1 kHz rig at 100 kS/s (100 samples per period). */
-#define RIG_INI                                                                                    \
-    "[source]\n" \
-    "kind = sim\n" \
-    "sample_rate_hz = 100000\n" \
-    "seconds = 1\n" \
-    "adc_bits = %u\n" \
-    "seed = %u\n" \
+#define RIG_INI                           \
+    "[source]\n"                          \
+    "kind = sim\n"                        \
+    "sample_rate_hz = 100000\n"           \
+    "seconds = 1\n"                       \
+    "adc_bits = %u\n"                     \
+    "seed = %u\n"                         \
     "start_time = 2026-11-27T00:00:00Z\n" \
-    "[channel.dut]\n" \
-    "index = 0\n" \
-    "gain = 2.98023223876953125e-07\n" \
-    "u_gain_rel = 0\n" \
-    "[sim.dut]\n" \
-    "freq_hz = 1000\n" \
-    "harmonics = 1,2,3\n" \
-    "rms = 1.0,0.001,0.0005\n" \
-    "phase_rad = 0.7,-1.2,2.5\n" \
-    "noise_rms = %.17g\n" \
-    "[measure.fund]\n" \
-    "channel = dut\n" \
-    "freq_hz = 1000\n" \
-    "harmonics = 1,2,3\n" \
-    "block_periods = 10\n" \
+    "[channel.dut]\n"                     \
+    "index = 0\n"                         \
+    "gain = 2.98023223876953125e-07\n"    \
+    "u_gain_rel = 0\n"                    \
+    "[sim.dut]\n"                         \
+    "freq_hz = 1000\n"                    \
+    "harmonics = 1,2,3\n"                 \
+    "rms = 1.0,0.001,0.0005\n"            \
+    "phase_rad = 0.7,-1.2,2.5\n"          \
+    "noise_rms = %.17g\n"                 \
+    "[measure.fund]\n"                    \
+    "channel = dut\n"                     \
+    "freq_hz = 1000\n"                    \
+    "harmonics = 1,2,3\n"                 \
+    "block_periods = 10\n"                \
     "coverage = %.17g\n"
 
 static const double truth_rms[3] = {1.0, 0.001, 0.0005};
@@ -177,8 +177,8 @@ static void check_noise_free(const char *method, const char *window)
     cr_assert_eq(n_block, 300, "100 blocks x 3 harmonics");
     cr_assert_leq(worst_r, 1e-12, "%s/%s: amplitude error %.3g", method, window, worst_r);
     cr_assert_leq(worst_p, 1e-12, "%s/%s: phase error %.3g rad", method, window, worst_p);
-    fprintf(stderr, "noise-free %s/%s: max amplitude error %.3g relative, phase %.3g rad\n",
-            method, window, worst_r, worst_p);
+    fprintf(stderr, "noise-free %s/%s: max amplitude error %.3g relative, phase %.3g rad\n", method,
+            window, worst_r, worst_p);
     json_decref(recs);
     free(out);
     cleanup_dir();
@@ -289,10 +289,10 @@ Test(replay, sqlite_and_csv_sinks)
         const char *sql;
         long long expect;
     } q[] = {
-        {"SELECT count(*) FROM runs", 1},
-        {"SELECT count(*) FROM blocks", 300},
-        {"SELECT count(*) FROM summaries", 3},
-        {"SELECT count(*) FROM blocks WHERE r IS NULL", 0},
+            {"SELECT count(*) FROM runs", 1},
+            {"SELECT count(*) FROM blocks", 300},
+            {"SELECT count(*) FROM summaries", 3},
+            {"SELECT count(*) FROM blocks WHERE r IS NULL", 0},
     };
     for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
         sqlite3_stmt *st;
@@ -330,8 +330,7 @@ static void corrupt_and_expect(void (*corrupt)(const char *base), const char *ex
     int st = qes_test_run(args, &out, &err);
     cr_assert_eq(st, expect_status, "exit %d, expected %d: %s", st, expect_status, err);
     if (expect_msg)
-        cr_assert_not_null(strstr(err, expect_msg), "message \"%s\" lacks \"%s\"", err,
-                           expect_msg);
+        cr_assert_not_null(strstr(err, expect_msg), "message \"%s\" lacks \"%s\"", err, expect_msg);
     free(out);
     free(err);
     cleanup_dir();
@@ -472,9 +471,12 @@ Test(replay, gap_flags_blocks_and_exits_3)
     const char *cfg_json =
             "{\"qes:config\":\"[channel.dut]\\nindex = 0\\n[measure.m]\\nchannel = dut\\n"
             "freq_hz = 100\\nblock_periods = 1\\n\"}";
-    struct qes_sigmf_writer_desc d = {.path = base, .dtype = QES_DT_RF64_LE,
-                                      .sample_rate_hz = 1000, .num_channels = 1,
-                                      .datetime_ns = 0, .extra_global_json = cfg_json};
+    struct qes_sigmf_writer_desc d = {.path = base,
+                                      .dtype = QES_DT_RF64_LE,
+                                      .sample_rate_hz = 1000,
+                                      .num_channels = 1,
+                                      .datetime_ns = 0,
+                                      .extra_global_json = cfg_json};
     struct qes_sigmf_writer *w;
     cr_assert_eq(qes_sigmf_writer_create(&d, &w, err, sizeof err), 0, "%s", err);
     double buf[1000];
@@ -586,8 +588,8 @@ Test(run, sim_paced_real_time)
     size_t i;
     json_t *r;
     int n_sum = 0;
-    json_array_foreach(recs, i, r) n_sum += !strcmp(
-            json_string_value(json_object_get(r, "type")), "summary");
+    json_array_foreach(recs, i, r) n_sum +=
+            !strcmp(json_string_value(json_object_get(r, "type")), "summary");
     cr_assert_eq(n_sum, 3);
     json_decref(recs);
     free(out);
