@@ -9,7 +9,9 @@
 
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -594,5 +596,50 @@ Test(run, sim_paced_real_time)
     json_decref(recs);
     free(out);
     free(err);
+    cleanup_dir();
+}
+
+/* SIGTERM stops an endless live run cleanly: exit 0, final summaries written,
+ * the recorder closed (the JSON Lines file is complete). */
+Test(run, sigterm_writes_final_summaries)
+{
+    make_dir();
+    char ini[4200], text[4096], out[4200];
+    snprintf(ini, sizeof ini, "%s/r.ini", g_dir);
+    snprintf(out, sizeof out, "%s/live.jsonl", g_dir);
+    snprintf(text, sizeof text, RIG_INI, 24u, 1u, 1e-5, 0.95);
+    cr_assert_eq(qes_test_write(ini, text), 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 2);
+        execl(QES_EXE, "qes", "run", ini, "--set", "source.seconds=0", "-q", "-o", out,
+              (char *)NULL);
+        _exit(127);
+    }
+    struct timespec d = {.tv_sec = 0, .tv_nsec = 600000000};
+    nanosleep(&d, NULL);
+    cr_assert_eq(kill(pid, SIGTERM), 0);
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st), "qes run did not exit normally after SIGTERM");
+    cr_assert_eq(WEXITSTATUS(st), 0);
+    char *text_out = qes_test_slurp(out, NULL);
+    cr_assert_not_null(text_out);
+    json_t *recs = parse_jsonl(text_out);
+    size_t i;
+    json_t *r;
+    int n_sum = 0;
+    json_array_foreach(recs, i, r)
+    {
+        if (!strcmp(json_string_value(json_object_get(r, "type")), "summary")) {
+            n_sum++;
+            cr_assert_geq(num(r, "n_blocks"), 2, "0.6 s of 10 ms blocks");
+        }
+    }
+    cr_assert_eq(n_sum, 3);
+    json_decref(recs);
+    free(text_out);
     cleanup_dir();
 }
