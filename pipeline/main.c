@@ -456,7 +456,10 @@ static int cmd_replay(int argc, char **argv)
         rc = apply_sets(cfg, &o, err, sizeof err);
     if (!rc) {
         snprintf(cfg->source.kind, sizeof cfg->source.kind, "sigmf");
-        snprintf(cfg->source.path, sizeof cfg->source.path, "%s", info->meta_path);
+        /* The capture's path is in the run's input record; keeping it out of
+         * the configuration keeps the run id the same wherever the capture
+         * lies. */
+        cfg->source.path[0] = '\0';
         rc = qes_config_validate(cfg, err, sizeof err);
     }
     if (rc) {
