@@ -10,6 +10,7 @@
 #include <float.h>
 #include <math.h>
 #include <stdbool.h>
+#include <string.h>
 
 static const double qes__sqrt1_2 = 0.70710678118654752440084436210485;
 static const double qes__sqrt_2pi = 2.5066282746310005024157652848110;
@@ -520,5 +521,47 @@ int qes_phasor_summarize(const struct qes_phasor_acc *acc, double u_gain_rel, do
     s.k = qes_coverage_factor(coverage, s.dof);
     s.U_r = s.k * s.u_r;
     *out = s;
+    return 0;
+}
+
+void qes_scalar_acc_reset(struct qes_scalar_acc *acc)
+{
+    acc->n = 0;
+    acc->mean = 0;
+    acc->m2 = 0;
+}
+
+void qes_scalar_acc_add(struct qes_scalar_acc *acc, double v)
+{
+    acc->n++;
+    double d = v - acc->mean;
+    acc->mean += d / (double)acc->n;
+    acc->m2 += d * (v - acc->mean);
+}
+
+int qes_scalar_summarize(const struct qes_scalar_acc *acc, const char *b_name, double u_rel_b,
+                         double coverage, struct qes_scalar_summary *out)
+{
+    if (!acc || !out || acc->n == 0 || !(coverage > 0 && coverage < 1) || !(u_rel_b >= 0))
+        return QES_EINVAL;
+    memset(out, 0, sizeof *out);
+    out->n = acc->n;
+    out->value = acc->mean;
+    out->coverage = coverage;
+    double ua = acc->n > 1 ? sqrt(acc->m2 / (double)(acc->n - 1) / (double)acc->n) : NAN;
+    out->budget[out->n_budget++] = (struct qes_budget_term){"typeA", ua, (double)acc->n - 1};
+    double ub = 0;
+    if (b_name) {
+        ub = u_rel_b * fabs(acc->mean);
+        out->budget[out->n_budget++] = (struct qes_budget_term){b_name, ub, INFINITY};
+    }
+    if (acc->n < 2) {
+        out->u = out->dof = out->k = out->U = NAN;
+        return 0;
+    }
+    out->u = sqrt(ua * ua + ub * ub);
+    out->dof = qes_ws_dof(out->budget, out->n_budget);
+    out->k = qes_coverage_factor(coverage, out->dof);
+    out->U = out->k * out->u;
     return 0;
 }

@@ -75,4 +75,35 @@ struct qes_phasor_summary {
 int qes_phasor_summarize(const struct qes_phasor_acc *acc, double u_gain_rel, double coverage,
                          struct qes_phasor_summary *out);
 
+/* Summary of a scalar series (reversal groups, PJVS periods): mean, Type A
+ * as the standard deviation of the mean with n-1 dof, plus any Type B terms. */
+struct qes_scalar_summary {
+    uint64_t n;
+    double value;    /* mean */
+    double u;        /* combined standard uncertainty (NaN when n < 2) */
+    double dof;      /* Welch-Satterthwaite; INFINITY when infinite */
+    double k;        /* coverage factor for `coverage` at dof */
+    double U;        /* k * u */
+    double coverage; /* as requested */
+    struct qes_budget_term budget[QES_BUDGET_MAX];
+    size_t n_budget;
+};
+
+/* Running mean and variance, Welford's algorithm. */
+struct qes_scalar_acc {
+    uint64_t n;
+    double mean, m2;
+};
+
+void qes_scalar_acc_reset(struct qes_scalar_acc *acc);
+void qes_scalar_acc_add(struct qes_scalar_acc *acc, double v);
+
+/*
+ * Summarise: mean, typeA = s / sqrt(n) with n-1 dof, and u_rel_b * |mean| as a
+ * Type B term named `b_name` with infinite dof (skipped when b_name is NULL).
+ * Returns 0 or QES_EINVAL (n == 0, coverage outside (0, 1)).
+ */
+int qes_scalar_summarize(const struct qes_scalar_acc *acc, const char *b_name, double u_rel_b,
+                         double coverage, struct qes_scalar_summary *out);
+
 #endif

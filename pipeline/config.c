@@ -70,22 +70,78 @@ const struct qes_option qes_options[] = {
 
         {QES_SEC_MEASURE, "channel", QES_OPT_STRING, MS(channel), "", 0, 0, NULL, NULL,
          "name of the [channel.NAME] section measured"},
-        {QES_SEC_MEASURE, "method", QES_OPT_ENUM, MS(method), "", 0, 0, "fft", "fft|dft",
-         "block lock-in: fft = FFTW r2c of each block, dft = only the requested bins"},
-        {QES_SEC_MEASURE, "freq_hz", QES_OPT_DOUBLE, MS(freq_hz), "Hz", 1e-9, 1e10, NULL, NULL,
-         "reference (fundamental) frequency; block_periods / freq_hz * fs must be an integer"},
+        {QES_SEC_MEASURE, "method", QES_OPT_ENUM, MS(method), "", 0, 0, "fft",
+         "fft|dft|sinefit3|sinefit4|ipdft|demod|reversal|steps",
+         "estimator: fft/dft = coherent block lock-in; sinefit3 = IEEE 1241 fit at freq_hz "
+         "(several harmonics: multi-harmonic fit); sinefit4 = the same with the frequency "
+         "estimated; ipdft = interpolated DFT (Hann); demod = streaming dual-phase "
+         "demodulator; reversal = DC polarity reversals; steps = AC-PJVS differential sampling"},
+        {QES_SEC_MEASURE, "freq_hz", QES_OPT_DOUBLE_AUTO, MS(freq_hz), "Hz", 1e-9, 1e10, NULL, NULL,
+         "reference (fundamental) frequency, or auto to estimate it in every block (sinefit4, "
+         "ipdft); fft/dft need block_periods * fs / freq_hz to be an integer"},
         {QES_SEC_MEASURE, "harmonics", QES_OPT_ULIST, MS_LIST(harmonics), "", 1, 1e6, "1", NULL,
          "harmonics of freq_hz to measure, comma-separated (1 = fundamental)"},
         {QES_SEC_MEASURE, "block_periods", QES_OPT_UINT, MS(block_periods), "periods", 1, 1e7, "10",
          NULL, "block length in reference periods"},
-        {QES_SEC_MEASURE, "window", QES_OPT_ENUM, MS(window), "", 0, 0, "rect", "rect|hann",
-         "window with coherent-gain correction; hann needs block_periods >= 2"},
+        {QES_SEC_MEASURE, "block_samples", QES_OPT_UINT, MS(block_samples), "samples", 0, 1e9, "0",
+         NULL,
+         "block length in samples for non-coherent methods (sinefit3/4, ipdft); 0 = "
+         "block_periods / freq_hz * fs rounded (needed with freq_hz = auto)"},
+        {QES_SEC_MEASURE, "window", QES_OPT_ENUM, MS(window), "", 0, 0, "rect",
+         "rect|hann|blackmanharris|flattop|kaiser",
+         "window with coherent-gain correction (fft, dft); flattop = HFT248D; windows leaking "
+         "L bins need harmonic bins h*block_periods more than L apart"},
+        {QES_SEC_MEASURE, "kaiser_beta", QES_OPT_DOUBLE, MS(kaiser_beta), "", 0, 50, "8.6", NULL,
+         "shape of the Kaiser window"},
         {QES_SEC_MEASURE, "coverage", QES_OPT_DOUBLE, MS(coverage), "1", 0.5, 0.9999, "0.95", NULL,
          "coverage probability of the expanded uncertainty U = k u"},
         {QES_SEC_MEASURE, "include_flagged", QES_OPT_BOOL, MS(include_flagged), "", 0, 0, "false",
          NULL,
-         "include blocks flagged clip in the summary (gap and partial blocks have no value and are "
-         "never included)"},
+         "include blocks flagged clip or quality in the summary (gap and partial blocks have "
+         "no value and are never included)"},
+        {QES_SEC_MEASURE, "quality", QES_OPT_BOOL, MS(quality), "", 0, 0, "false", NULL,
+         "compute THD, SINAD and SFDR of every block (block methods) and add them to the block "
+         "records"},
+        {QES_SEC_MEASURE, "thd_max", QES_OPT_DOUBLE, MS(thd_max), "1", 0, 1e6, "0", NULL,
+         "flag a block `quality` when its THD (ratio) exceeds this; 0 = no bound"},
+        {QES_SEC_MEASURE, "sinad_min_db", QES_OPT_DOUBLE, MS(sinad_min_db), "dB", 0, 400, "0", NULL,
+         "flag a block `quality` when its SINAD is below this; 0 = no bound"},
+        {QES_SEC_MEASURE, "sfdr_min_db", QES_OPT_DOUBLE, MS(sfdr_min_db), "dB", 0, 400, "0", NULL,
+         "flag a block `quality` when its SFDR is below this; 0 = no bound"},
+        {QES_SEC_MEASURE, "tau_s", QES_OPT_DOUBLE, MS(tau_s), "s", 1e-9, 1e6, "0.1", NULL,
+         "demod: time constant of each first-order low-pass stage"},
+        {QES_SEC_MEASURE, "order", QES_OPT_UINT, MS(order), "", 1, 8, "4", NULL,
+         "demod: number of identical first-order stages, H(s) = 1/(1 + s tau)^order"},
+        {QES_SEC_MEASURE, "output_rate_hz", QES_OPT_DOUBLE, MS(output_rate_hz), "Hz", 1e-6, 1e9,
+         "100", NULL, "demod: output rate; fs / output_rate_hz must be an integer"},
+        {QES_SEC_MEASURE, "settle_tau", QES_OPT_DOUBLE, MS(settle_tau), "tau", 0, 1e3, "5", NULL,
+         "demod: outputs are flagged `settling` for this many time constants after the start, "
+         "a gap or any change"},
+        {QES_SEC_MEASURE, "sinc_periods", QES_OPT_UINT, MS(sinc_periods), "periods", 0, 1e6, "0",
+         NULL,
+         "demod: moving average over this many reference periods (nulls the 2f ripple); 0 = off"},
+        {QES_SEC_MEASURE, "half_period_s", QES_OPT_DOUBLE, MS(half_period_s), "s", 0, 1e6, "0",
+         NULL,
+         "reversal: time per polarity when the sequence is a schedule starting at sample 0 with "
+         "the pattern's first sign; 0 = use polarity_channel"},
+        {QES_SEC_MEASURE, "polarity_channel", QES_OPT_STRING, MS(polarity_channel), "", 0, 0, "",
+         NULL, "reversal: channel whose sign gives the polarity (when half_period_s = 0)"},
+        {QES_SEC_MEASURE, "pattern", QES_OPT_ENUM, MS(pattern), "", 0, 0, "+--+", "+--+|+-",
+         "reversal: one cycle of the polarity sequence: +--+ (groups of four readings) or +- "
+         "(drift-cancelling triples of half-cycles); no two estimates share a half-cycle"},
+        {QES_SEC_MEASURE, "settle_s", QES_OPT_DOUBLE, MS(settle_s), "s", 0, 1e6, "0", NULL,
+         "reversal: discarded after each reversal"},
+        {QES_SEC_MEASURE, "steps_per_period", QES_OPT_UINT, MS(steps_per_period), "", 0, 1e6, "0",
+         NULL, "steps: PJVS steps per period of freq_hz"},
+        {QES_SEC_MEASURE, "f_j_hz", QES_OPT_DOUBLE, MS(f_j_hz), "Hz", 0, 1e13, "0", NULL,
+         "steps: Josephson drive frequency f_J (a step of n junctions is n f_J / K_J)"},
+        {QES_SEC_MEASURE, "steps", QES_OPT_DLIST, offsetof(struct qes_cfg_measure, steps),
+         QES_CFG_MAX_LIST * 4, offsetof(struct qes_cfg_measure, n_steps), "junctions", -1e9, 1e9,
+         "0", NULL, "steps: signed junction count of each step over one period"},
+        {QES_SEC_MEASURE, "mask_after", QES_OPT_UINT_AUTO, MS(mask_after), "samples", 0, 1e9, "60",
+         NULL, "steps: samples masked after each edge, or auto"},
+        {QES_SEC_MEASURE, "mask_before", QES_OPT_UINT_AUTO, MS(mask_before), "samples", 0, 1e9,
+         "10", NULL, "steps: samples masked before each edge, or auto"},
 
         {QES_SEC_SIM, "freq_hz", QES_OPT_DOUBLE, SIM(freq_hz), "Hz", 0, 1e10, "1000", NULL,
          "simulated fundamental frequency"},
@@ -200,7 +256,7 @@ static int in_choices(const char *choices, const char *v)
 
 static void fmt_range(const struct qes_option *o, char *buf, size_t len)
 {
-    snprintf(buf, len, "%.17g..%.17g%s%s", o->min, o->max, o->unit[0] ? " " : "", o->unit);
+    snprintf(buf, len, "%.10g..%.10g%s%s", o->min, o->max, o->unit[0] ? " " : "", o->unit);
 }
 
 /* Store text `value` into the field described by o in section struct base. */
@@ -254,6 +310,24 @@ static int store_value(const struct qes_option *o, void *base, const char *value
             *(int *)(void *)field = (int)v;
         else
             *(uint64_t *)(void *)field = v;
+        return 0;
+    }
+    case QES_OPT_DOUBLE_AUTO:
+    case QES_OPT_UINT_AUTO: {
+        if (!strcmp(value, "auto")) {
+            if (o->type == QES_OPT_DOUBLE_AUTO)
+                *(double *)(void *)field = QES_CFG_AUTO_D;
+            else
+                *(unsigned *)(void *)field = QES_CFG_AUTO_U;
+            return 0;
+        }
+        struct qes_option plain = *o;
+        plain.type = o->type == QES_OPT_DOUBLE_AUTO ? QES_OPT_DOUBLE : QES_OPT_UINT;
+        if (store_value(&plain, base, value, why, whylen)) {
+            size_t l = strlen(why);
+            snprintf(why + l, whylen - l, " (or auto)");
+            return -1;
+        }
         return 0;
     }
     case QES_OPT_BOOL: {
@@ -684,9 +758,9 @@ static void apply_sentinels(enum qes_section sec, void *base)
         if (o->section != sec || o->def)
             continue;
         char *field = (char *)base + o->offset;
-        if (o->type == QES_OPT_DOUBLE)
+        if (o->type == QES_OPT_DOUBLE || o->type == QES_OPT_DOUBLE_AUTO)
             *(double *)(void *)field = NAN;
-        else if (o->type == QES_OPT_UINT)
+        else if (o->type == QES_OPT_UINT || o->type == QES_OPT_UINT_AUTO)
             *(unsigned *)(void *)field = UINT_MAX;
     }
 }
@@ -699,8 +773,10 @@ static int is_unset(const struct qes_option *o, const void *base)
     case QES_OPT_ENUM:
         return field[0] == '\0';
     case QES_OPT_DOUBLE:
+    case QES_OPT_DOUBLE_AUTO:
         return isnan(*(const double *)(const void *)field);
     case QES_OPT_UINT:
+    case QES_OPT_UINT_AUTO:
         return *(const unsigned *)(const void *)field == UINT_MAX;
     case QES_OPT_DLIST:
     case QES_OPT_ULIST:
@@ -776,6 +852,47 @@ int qes_config_validate(const struct qes_config *cfg, char *err, size_t errlen)
                              where, m->line, m->name, m->harmonics[a]);
                     return QES_ECONFIG;
                 }
+        int coherent = !strcmp(m->method, "fft") || !strcmp(m->method, "dft");
+        int is_auto = m->freq_hz == QES_CFG_AUTO_D;
+        if (is_auto && (coherent || !strcmp(m->method, "demod") || !strcmp(m->method, "steps") ||
+                        !strcmp(m->method, "sinefit3"))) {
+            qes_errf(err, errlen,
+                     "%s:%d: [measure.%s] freq_hz: auto needs an estimating method (sinefit4 or "
+                     "ipdft); method %s needs the frequency",
+                     where, m->line, m->name, m->method);
+            return QES_ECONFIG;
+        }
+        if (is_auto && m->block_samples == 0) {
+            qes_errf(err, errlen,
+                     "%s:%d: [measure.%s] block_samples: freq_hz = auto needs the block length in "
+                     "samples",
+                     where, m->line, m->name);
+            return QES_ECONFIG;
+        }
+        if (!strcmp(m->method, "reversal")) {
+            if (m->half_period_s == 0 && !m->polarity_channel[0]) {
+                qes_errf(err, errlen,
+                         "%s:%d: [measure.%s] half_period_s: reversal needs a schedule "
+                         "(half_period_s > 0) or a polarity_channel",
+                         where, m->line, m->name);
+                return QES_ECONFIG;
+            }
+            if (m->half_period_s == 0 && !qes_config_channel(cfg, m->polarity_channel)) {
+                qes_errf(err, errlen,
+                         "%s:%d: [measure.%s] polarity_channel: no section [channel.%s]", where,
+                         m->line, m->name, m->polarity_channel);
+                return QES_ECONFIG;
+            }
+        }
+        if (!strcmp(m->method, "steps")) {
+            if (m->steps_per_period < 3 || m->n_steps != m->steps_per_period || !(m->f_j_hz > 0)) {
+                qes_errf(err, errlen,
+                         "%s:%d: [measure.%s] steps: steps needs steps_per_period >= 3, one "
+                         "junction count per step (%zu given for %u steps) and f_j_hz > 0",
+                         where, m->line, m->name, m->n_steps, m->steps_per_period);
+                return QES_ECONFIG;
+            }
+        }
         if (!strcmp(m->window, "hann") && m->block_periods < 2) {
             qes_errf(err, errlen,
                      "%s:%d: [measure.%s] block_periods: hann leaks one bin each side, so it needs "
@@ -832,6 +949,14 @@ static int fmt_value(const struct qes_option *o, const void *base, char *buf, si
                         (unsigned long long)*(const uint64_t *)(const void *)field);
     case QES_OPT_BOOL:
         return snprintf(buf, len, "%s", *(const int *)(const void *)field ? "true" : "false");
+    case QES_OPT_DOUBLE_AUTO: {
+        double v = *(const double *)(const void *)field;
+        return v == QES_CFG_AUTO_D ? snprintf(buf, len, "auto") : snprintf(buf, len, "%.17g", v);
+    }
+    case QES_OPT_UINT_AUTO: {
+        unsigned v = *(const unsigned *)(const void *)field;
+        return v == QES_CFG_AUTO_U ? snprintf(buf, len, "auto") : snprintf(buf, len, "%u", v);
+    }
     case QES_OPT_DLIST:
     case QES_OPT_ULIST: {
         size_t n = *(const size_t *)(const void *)((const char *)base + o->count_offset);
@@ -935,17 +1060,39 @@ static void describe(FILE *f, const struct qes_option *o, const char *lead)
     case QES_OPT_ULIST:
         fmt_range(o, range, sizeof range);
         break;
+    case QES_OPT_DOUBLE_AUTO:
+    case QES_OPT_UINT_AUTO:
+        fmt_range(o, range, sizeof range);
+        strncat(range, " or auto", sizeof range - strlen(range) - 1);
+        break;
     case QES_OPT_ENUM:
         snprintf(range, sizeof range, "%s", o->choices);
         break;
     default:
         break;
     }
-    static const char *const tn[] = {"text",    "number",          "integer",
-                                     "integer", "integer",         "boolean",
-                                     "choice",  "list of numbers", "list of integers"};
-    fprintf(f, "%s%s (%s%s%s%s%s)\n", lead, o->help, tn[o->type], range[0] ? ", " : "", range,
-            o->def ? "" : ", required", "");
+    static const char *const tn[] = {
+            "text",   "number",          "integer",          "integer", "integer", "boolean",
+            "choice", "list of numbers", "list of integers", "number",  "integer"};
+    char text[2048];
+    snprintf(text, sizeof text, "%s (%s%s%s%s)", o->help, tn[o->type], range[0] ? ", " : "", range,
+             o->def ? "" : ", required");
+    /* wrap at 96 columns: INI lines, comments included, must stay short */
+    const char *p = text;
+    while (*p) {
+        size_t len = strlen(p), cut = len;
+        if (len > 96) {
+            cut = 96;
+            while (cut > 0 && p[cut] != ' ')
+                cut--;
+            if (cut == 0)
+                cut = 96;
+        }
+        fprintf(f, "%s%.*s\n", lead, (int)cut, p);
+        p += cut;
+        while (*p == ' ')
+            p++;
+    }
 }
 
 void qes_config_print_help(FILE *f)

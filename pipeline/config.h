@@ -15,6 +15,7 @@
 #ifndef QES_PIPELINE_CONFIG_H
 #define QES_PIPELINE_CONFIG_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,14 +37,20 @@ enum qes_section {
 enum qes_opt_type {
     QES_OPT_STRING,
     QES_OPT_DOUBLE,
-    QES_OPT_UINT,  /* unsigned, stored as unsigned int */
-    QES_OPT_INT,   /* stored as int */
-    QES_OPT_U64,   /* stored as uint64_t */
-    QES_OPT_BOOL,  /* true/false/yes/no/1/0/on/off, stored as int */
-    QES_OPT_ENUM,  /* one of `choices` (|-separated), stored as a string */
-    QES_OPT_DLIST, /* comma-separated doubles, stored as double[] + size_t count */
-    QES_OPT_ULIST, /* comma-separated unsigned, stored as unsigned[] + size_t count */
+    QES_OPT_UINT,        /* unsigned, stored as unsigned int */
+    QES_OPT_INT,         /* stored as int */
+    QES_OPT_U64,         /* stored as uint64_t */
+    QES_OPT_BOOL,        /* true/false/yes/no/1/0/on/off, stored as int */
+    QES_OPT_ENUM,        /* one of `choices` (|-separated), stored as a string */
+    QES_OPT_DLIST,       /* comma-separated doubles, stored as double[] + size_t count */
+    QES_OPT_ULIST,       /* comma-separated unsigned, stored as unsigned[] + size_t count */
+    QES_OPT_DOUBLE_AUTO, /* a number, or `auto` stored as QES_CFG_AUTO_D */
+    QES_OPT_UINT_AUTO,   /* an unsigned, or `auto` stored as QES_CFG_AUTO_U */
 };
+
+/* What `auto` is stored as. */
+#define QES_CFG_AUTO_D (-1.0)
+#define QES_CFG_AUTO_U (UINT_MAX - 1u)
 
 struct qes_option {
     enum qes_section section;
@@ -89,13 +96,38 @@ struct qes_cfg_measure {
     char name[QES_CFG_NAME_LEN];
     char channel[QES_CFG_NAME_LEN];
     char method[16];
-    double freq_hz;
+    double freq_hz; /* QES_CFG_AUTO_D: estimated per block */
     unsigned harmonics[QES_CFG_MAX_LIST];
     size_t n_harmonics;
     unsigned block_periods;
+    unsigned block_samples;
     char window[16];
+    double kaiser_beta;
     double coverage;
     int include_flagged;
+    /* quality figures */
+    int quality;
+    double thd_max;
+    double sinad_min_db;
+    double sfdr_min_db;
+    /* demod */
+    double tau_s;
+    unsigned order;
+    double output_rate_hz;
+    double settle_tau;
+    unsigned sinc_periods;
+    /* reversal */
+    double half_period_s;
+    char polarity_channel[QES_CFG_NAME_LEN];
+    char pattern[16];
+    double settle_s;
+    /* steps */
+    unsigned steps_per_period;
+    double f_j_hz;
+    double steps[QES_CFG_MAX_LIST * 4];
+    size_t n_steps;
+    unsigned mask_after;  /* QES_CFG_AUTO_U: chosen from segment scatter */
+    unsigned mask_before; /* QES_CFG_AUTO_U */
     int line;
 };
 

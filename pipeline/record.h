@@ -24,7 +24,8 @@
     X(UNLOCKED, 4, "unlocked")     \
     X(PARTIAL, 5, "partial")       \
     X(FEW_BLOCKS, 6, "few_blocks") \
-    X(EXCLUDED, 7, "excluded")
+    X(EXCLUDED, 7, "excluded")     \
+    X(QUALITY, 8, "quality")
 
 enum qes_flag {
 #define QES__FLAG_ENUM(name, bit, str) QES_FLAG_##name = 1u << (bit),
@@ -47,18 +48,33 @@ struct qes_run_rec {
     double sample_rate_hz;
 };
 
+/*
+ * Phasor methods (fft, dft, sinefit3/4, ipdft, demod) report x, y, r,
+ * phase_rad; scalar methods (reversal, steps) report value and u instead.
+ */
+enum qes_rec_kind {
+    QES_REC_PHASOR = 0,
+    QES_REC_SCALAR = 1,
+};
+
 struct qes_block_rec {
     const char *measure;
     const char *channel;
     const char *unit;
-    unsigned harmonic;
-    uint64_t seq;              /* block number, counted from sample 0 of the run */
+    unsigned harmonic;         /* 0 for scalar methods */
+    uint64_t seq;              /* block (output, group) number, counted from the run start */
     uint64_t sample_start;     /* run index of the block's first sample */
     uint64_t n_samples;        /* samples in the block */
     int64_t t_ns;              /* UTC of the block's first sample */
-    double freq_hz;            /* h * reference frequency */
-    double x, y, r, phase_rad; /* NaN when the block has no value (gap, partial) */
+    double freq_hz;            /* h * reference frequency (estimated with freq_hz = auto) */
+    double x, y, r, phase_rad; /* PHASOR; NaN when the block has no value (gap, partial) */
     unsigned flags;
+    enum qes_rec_kind kind;
+    double value, u;               /* SCALAR: value and its standard uncertainty in the block
+                                  (NaN when none) */
+    double enbw_hz;                /* equivalent noise bandwidth of the estimate; NaN = not given */
+    double thd, sinad_db, sfdr_db; /* quality figures; NaN = not computed (written only when
+                                      any is finite) */
 };
 
 struct qes_summary_rec {
@@ -68,9 +84,11 @@ struct qes_summary_rec {
     unsigned harmonic;
     uint64_t seq; /* 0, 1, ... for periodic summaries; the final one is last */
     double freq_hz;
-    uint64_t n_excluded; /* flagged blocks left out */
-    struct qes_phasor_summary s;
+    uint64_t n_excluded;         /* flagged blocks left out */
+    struct qes_phasor_summary s; /* PHASOR */
     unsigned flags;
+    enum qes_rec_kind kind;
+    struct qes_scalar_summary v; /* SCALAR */
 };
 
 struct qes_recorder;

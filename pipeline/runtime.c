@@ -13,19 +13,59 @@
 
 #define QES_PI 3.14159265358979323846
 
+/* Samples per channel asked of the source at a time. */
+#define QES_RT_CHUNK 65536
+
+struct rt;
+struct meas;
+
+/* What a block method computes from one complete block. */
+struct block_out {
+    struct qes_phasor ph[QES_LOCKIN_MAX_HARMONICS]; /* PHASOR methods, at the run's origin */
+    double freq_hz;                                 /* fundamental used (estimated if auto) */
+    double enbw_hz;
+    double value, u; /* SCALAR methods */
+    double thd, sinad_db, sfdr_db;
+    unsigned flags;
+};
+
+/*
+ * A measurement method.  Block methods get a complete block of n samples
+ * (aligned on run sample indices, so that a gap touches only the blocks it
+ * overlaps); streaming methods get every contiguous run of samples and emit
+ * their own records.
+ */
+struct method {
+    const char *name;
+    enum qes_rec_kind kind;
+    int streaming;
+    /* set m->n (block methods) and m->st; messages name the measurement */
+    int (*create)(struct rt *rt, struct meas *m);
+    int (*block)(struct rt *rt, struct meas *m, uint64_t sample_start, struct block_out *o);
+    int (*feed)(struct rt *rt, struct meas *m, const double *x, const double *pol, size_t n,
+                uint64_t first_sample, int64_t t_ns, int gap_before);
+    int (*finish)(struct rt *rt, struct meas *m);
+    void (*destroy)(struct meas *m);
+};
+
 struct meas {
     const struct qes_cfg_measure *cfg;
     const struct qes_cfg_channel *ch;
-    size_t n;                  /* samples per block */
-    struct qes_lockin *lockin; /* NULL when the block is too short to hold the harmonics */
+    const struct qes_cfg_channel *pol_ch; /* reversal: polarity channel, or NULL */
+    const struct method *meth;
+    void *st;                  /* method state */
+    size_t n;                  /* samples per block (block methods) */
+    struct qes_lockin *lockin; /* fft, dft */
     double *buf;               /* n values in the channel's unit */
-    int open;                  /* a block is being filled */
-    uint64_t block;            /* index of that block */
-    size_t pos;                /* next position to fill */
-    size_t valid;              /* samples actually received */
+    double *xs, *ps;           /* streaming scratch: one frame of values / polarity */
+    struct qes_scalar_acc sacc;
+    uint64_t sexcluded;
+    int open;       /* a block is being filled */
+    uint64_t block; /* index of that block */
+    size_t pos;     /* next position to fill */
+    size_t valid;   /* samples actually received */
     unsigned flags;
     int64_t t_ns;
-    struct qes_phasor ph[QES_LOCKIN_MAX_HARMONICS];
     struct qes_phasor_acc acc[QES_LOCKIN_MAX_HARMONICS];
     uint64_t excluded[QES_LOCKIN_MAX_HARMONICS];
     uint64_t summary_seq;
@@ -85,7 +125,97 @@ static double wrap_phase(double p)
     return p == -QES_PI ? QES_PI : p;
 }
 
-/* Finish the open block of measurement m: lock-in if complete, records. */
+/* Emit one phasor block record and add it to the harmonic's accumulator
+ * when it is to be included.  Shared by block and streaming methods. */
+static int emit_phasor(struct rt *rt, struct meas *m, size_t k, uint64_t seq, uint64_t sample_start,
+                       uint64_t n_samples, int64_t t_ns, double freq_hz, double x, double y,
+                       unsigned flags, double enbw_hz, int include, const struct block_out *q)
+{
+    const struct qes_cfg_measure *c = m->cfg;
+    struct qes_block_rec b = {
+            .measure = c->name,
+            .channel = c->channel,
+            .unit = m->ch->unit,
+            .harmonic = c->harmonics[k],
+            .seq = seq,
+            .sample_start = sample_start,
+            .n_samples = n_samples,
+            .t_ns = t_ns,
+            .freq_hz = freq_hz * c->harmonics[k],
+            .x = x,
+            .y = y,
+            .r = NAN,
+            .phase_rad = NAN,
+            .flags = flags,
+            .kind = QES_REC_PHASOR,
+            .value = NAN,
+            .u = NAN,
+            .enbw_hz = enbw_hz,
+            .thd = q ? q->thd : NAN,
+            .sinad_db = q ? q->sinad_db : NAN,
+            .sfdr_db = q ? q->sfdr_db : NAN,
+    };
+    if (isfinite(x) && isfinite(y)) {
+        b.r = hypot(x, y);
+        b.phase_rad = wrap_phase(atan2(y, x));
+    }
+    if (include)
+        qes_phasor_acc_add(&m->acc[k], x, y);
+    else
+        m->excluded[k]++;
+    rt->st->blocks++;
+    return emit_all(rt, 0, &b);
+}
+
+/* The same for a scalar method's block (group, period) record. */
+static int emit_scalar(struct rt *rt, struct meas *m, uint64_t seq, uint64_t sample_start,
+                       uint64_t n_samples, int64_t t_ns, double value, double u, unsigned flags,
+                       int include)
+{
+    const struct qes_cfg_measure *c = m->cfg;
+    struct qes_block_rec b = {
+            .measure = c->name,
+            .channel = c->channel,
+            .unit = m->ch->unit,
+            .seq = seq,
+            .sample_start = sample_start,
+            .n_samples = n_samples,
+            .t_ns = t_ns,
+            .freq_hz = NAN,
+            .x = NAN,
+            .y = NAN,
+            .r = NAN,
+            .phase_rad = NAN,
+            .flags = flags,
+            .kind = QES_REC_SCALAR,
+            .value = value,
+            .u = u,
+            .enbw_hz = NAN,
+            .thd = NAN,
+            .sinad_db = NAN,
+            .sfdr_db = NAN,
+    };
+    if (include)
+        qes_scalar_acc_add(&m->sacc, value);
+    else
+        m->sexcluded++;
+    rt->st->blocks++;
+    return emit_all(rt, 0, &b);
+}
+
+static void count_flags(struct rt *rt, unsigned flags)
+{
+    if (flags & QES_FLAG_GAP)
+        rt->st->gap_blocks++;
+    if (flags & QES_FLAG_CLIP)
+        rt->st->clip_blocks++;
+    if (flags & QES_FLAG_PARTIAL)
+        rt->st->partial_blocks++;
+    if (flags & QES_FLAG_QUALITY)
+        rt->st->quality_blocks++;
+}
+
+/* Finish the open block of measurement m: the method if complete, records. */
 static int finish_block(struct rt *rt, struct meas *m)
 {
     const struct qes_cfg_measure *c = m->cfg;
@@ -95,55 +225,35 @@ static int finish_block(struct rt *rt, struct meas *m)
             m->flags |= QES_FLAG_GAP;
     }
     int has_value = m->valid == m->n;
+    struct block_out o = {.freq_hz = c->freq_hz,
+                          .enbw_hz = NAN,
+                          .value = NAN,
+                          .u = NAN,
+                          .thd = NAN,
+                          .sinad_db = NAN,
+                          .sfdr_db = NAN};
+    uint64_t start = m->block * m->n;
     if (has_value) {
-        int rc = qes_lockin_execute(m->lockin, m->buf, m->block * m->n, m->ph);
-        if (rc) {
-            qes_errf(rt->err, rt->errlen, "[measure.%s]: lock-in failed: %s", c->name,
-                     qes_strerror(rc));
-            return rc;
-        }
-    }
-    if (m->flags & QES_FLAG_GAP)
-        rt->st->gap_blocks++;
-    if (m->flags & QES_FLAG_CLIP)
-        rt->st->clip_blocks++;
-    if (m->flags & QES_FLAG_PARTIAL)
-        rt->st->partial_blocks++;
-    int include = has_value && (!(m->flags & QES_FLAG_CLIP) || c->include_flagged);
-    for (size_t k = 0; k < c->n_harmonics; k++) {
-        struct qes_block_rec b = {
-                .measure = c->name,
-                .channel = c->channel,
-                .unit = m->ch->unit,
-                .harmonic = c->harmonics[k],
-                .seq = m->block,
-                .sample_start = m->block * m->n,
-                .n_samples = m->pos,
-                .t_ns = m->t_ns,
-                .freq_hz = c->freq_hz * c->harmonics[k],
-                .x = NAN,
-                .y = NAN,
-                .r = NAN,
-                .phase_rad = NAN,
-                .flags = m->flags,
-        };
-        if (has_value) {
-            b.x = m->ph[k].x;
-            b.y = m->ph[k].y;
-            b.r = hypot(b.x, b.y);
-            b.phase_rad = wrap_phase(atan2(b.y, b.x));
-        }
-        if (include)
-            qes_phasor_acc_add(&m->acc[k], b.x, b.y);
-        else
-            m->excluded[k]++;
-        int rc = emit_all(rt, 0, &b);
+        int rc = m->meth->block(rt, m, start, &o);
         if (rc)
             return rc;
-        rt->st->blocks++;
+        m->flags |= o.flags;
+    }
+    count_flags(rt, m->flags);
+    unsigned excl = QES_FLAG_CLIP | QES_FLAG_QUALITY;
+    int include = has_value && (!(m->flags & excl) || c->include_flagged);
+    int rc = 0;
+    if (m->meth->kind == QES_REC_SCALAR) {
+        rc = emit_scalar(rt, m, m->block, start, m->pos, m->t_ns, has_value ? o.value : NAN,
+                         has_value ? o.u : NAN, m->flags, include);
+    } else {
+        for (size_t k = 0; k < c->n_harmonics && !rc; k++)
+            rc = emit_phasor(rt, m, k, m->block, start, m->pos, m->t_ns, o.freq_hz,
+                             has_value ? o.ph[k].x : NAN, has_value ? o.ph[k].y : NAN, m->flags,
+                             o.enbw_hz, include, &o);
     }
     m->open = 0;
-    return 0;
+    return rc;
 }
 
 static void start_block(struct rt *rt, struct meas *m, uint64_t block, const struct qes_frame *f)
@@ -157,70 +267,175 @@ static void start_block(struct rt *rt, struct meas *m, uint64_t block, const str
     m->t_ns = f->host_time_ns + (int64_t)llroundl((long double)ds * 1e9L / rt->fs);
 }
 
-static int process_frame(struct rt *rt, const struct qes_frame *f)
+/* Copy channel ci of take frames into dst as values, checking for clipping. */
+static int extract(const double *restrict src, unsigned nch, size_t take, double gain,
+                   double offset, double clip, double *restrict dst)
+{
+    int clipped = 0;
+    if (clip > 0) {
+#pragma omp simd reduction(| : clipped)
+        for (size_t k = 0; k < take; k++)
+            clipped |= fabs(src[k * nch]) >= clip;
+    }
+    if (nch == 1) {
+#pragma omp simd
+        for (size_t k = 0; k < take; k++)
+            dst[k] = gain * src[k] + offset;
+    } else {
+        for (size_t k = 0; k < take; k++)
+            dst[k] = gain * src[k * nch] + offset;
+    }
+    return clipped;
+}
+
+static int feed_blocks(struct rt *rt, struct meas *m, const struct qes_frame *f)
 {
     const unsigned nch = f->n_channels;
-    for (size_t mi = 0; mi < rt->n_m; mi++) {
-        struct meas *m = &rt->m[mi];
-        const unsigned ci = m->ch->index;
-        const double gain = m->ch->gain, offset = m->ch->offset, clip = m->ch->clip_counts;
-        size_t i = 0;
-        while (i < f->n) {
-            uint64_t a = f->first_sample + i;
-            uint64_t blk = a / m->n;
-            size_t off = (size_t)(a % m->n);
-            if (m->open && (m->block != blk || m->pos != off)) {
-                /* samples are missing between the open block's fill point and a */
-                m->flags |= QES_FLAG_GAP;
-                if (m->block != blk) {
-                    m->pos = m->n;
-                    int rc = finish_block(rt, m);
-                    if (rc)
-                        return rc;
-                } else {
-                    m->pos = off;
-                }
-            }
-            if (!m->open) {
-                start_block(rt, m, blk, f);
-                if (off) {
-                    m->flags |= QES_FLAG_GAP;
-                    m->pos = off;
-                }
-            }
-            size_t take = m->n - off;
-            if (take > f->n - i)
-                take = f->n - i;
-            const double *restrict src = f->samples + i * nch + ci;
-            double *restrict dst = m->buf + off;
-            int clipped = 0;
-            if (clip > 0) {
-#pragma omp simd reduction(| : clipped)
-                for (size_t k = 0; k < take; k++)
-                    clipped |= fabs(src[k * nch]) >= clip;
-            }
-            if (nch == 1) {
-#pragma omp simd
-                for (size_t k = 0; k < take; k++)
-                    dst[k] = gain * src[k] + offset;
-            } else {
-                for (size_t k = 0; k < take; k++)
-                    dst[k] = gain * src[k * nch] + offset;
-            }
-            if (clipped)
-                m->flags |= QES_FLAG_CLIP;
-            m->pos = off + take;
-            m->valid += take;
-            i += take;
-            if (m->pos == m->n) {
+    const unsigned ci = m->ch->index;
+    const double gain = m->ch->gain, offset = m->ch->offset, clip = m->ch->clip_counts;
+    size_t i = 0;
+    while (i < f->n) {
+        uint64_t a = f->first_sample + i;
+        uint64_t blk = a / m->n;
+        size_t off = (size_t)(a % m->n);
+        if (m->open && (m->block != blk || m->pos != off)) {
+            /* samples are missing between the open block's fill point and a */
+            m->flags |= QES_FLAG_GAP;
+            if (m->block != blk) {
+                m->pos = m->n;
                 int rc = finish_block(rt, m);
                 if (rc)
                     return rc;
+            } else {
+                m->pos = off;
             }
+        }
+        if (!m->open) {
+            start_block(rt, m, blk, f);
+            if (off) {
+                m->flags |= QES_FLAG_GAP;
+                m->pos = off;
+            }
+        }
+        size_t take = m->n - off;
+        if (take > f->n - i)
+            take = f->n - i;
+        if (extract(f->samples + i * nch + ci, nch, take, gain, offset, clip, m->buf + off))
+            m->flags |= QES_FLAG_CLIP;
+        m->pos = off + take;
+        m->valid += take;
+        i += take;
+        if (m->pos == m->n) {
+            int rc = finish_block(rt, m);
+            if (rc)
+                return rc;
         }
     }
     return 0;
 }
+
+static int feed_stream(struct rt *rt, struct meas *m, const struct qes_frame *f)
+{
+    const unsigned nch = f->n_channels;
+    const struct qes_cfg_channel *ch = m->ch, *pc = m->pol_ch;
+    int clipped = extract(f->samples + ch->index, nch, f->n, ch->gain, ch->offset, ch->clip_counts,
+                          m->xs);
+    if (pc)
+        extract(f->samples + pc->index, nch, f->n, pc->gain, pc->offset, 0, m->ps);
+    if (clipped)
+        rt->st->clip_blocks++; /* streaming methods flag their own outputs */
+    return m->meth->feed(rt, m, m->xs, pc ? m->ps : NULL, f->n, f->first_sample, f->host_time_ns,
+                         f->lost_before > 0);
+}
+
+static int process_frame(struct rt *rt, const struct qes_frame *f)
+{
+    for (size_t mi = 0; mi < rt->n_m; mi++) {
+        struct meas *m = &rt->m[mi];
+        int rc = m->meth->streaming ? feed_stream(rt, m, f) : feed_blocks(rt, m, f);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- methods ----------------------------------------------------------------- */
+
+static int lockin_create(struct rt *rt, struct meas *m)
+{
+    const struct qes_cfg_measure *c = m->cfg;
+    int rc = qes_block_samples(c, rt->fs, &m->n, rt->err, rt->errlen);
+    if (rc)
+        return rc;
+    struct qes_lockin_desc ld = {
+            .method = strcmp(c->method, "dft") ? QES_LOCKIN_FFT : QES_LOCKIN_DFT,
+            .n = m->n,
+            .periods = c->block_periods,
+            .harmonics = c->harmonics,
+            .n_harmonics = c->n_harmonics,
+    };
+    if (qes_window_from_name(c->window, &ld.window)) {
+        qes_errf(rt->err, rt->errlen, "[measure.%s] window: \"%s\" is not available for method %s",
+                 c->name, c->window, c->method);
+        return QES_ECONFIG;
+    }
+    rc = qes_lockin_create(&ld, &m->lockin);
+    if (rc) {
+        unsigned hmax = 0;
+        for (size_t k = 0; k < ld.n_harmonics; k++)
+            hmax = ld.harmonics[k] > hmax ? ld.harmonics[k] : hmax;
+        qes_errf(rt->err, rt->errlen,
+                 "[measure.%s] harmonics: cannot measure harmonic %u of %.17g Hz in blocks of "
+                 "%zu samples at %.17g Hz with window %s (each harmonic bin h*block_periods, "
+                 "widened by the window's leakage, must lie strictly between DC and Nyquist "
+                 "and apart from the others): %s",
+                 c->name, hmax, c->freq_hz, m->n, rt->fs, c->window, qes_strerror(rc));
+        return rc == QES_EINVAL ? QES_ECONFIG : rc;
+    }
+    return 0;
+}
+
+static int lockin_block(struct rt *rt, struct meas *m, uint64_t sample_start, struct block_out *o)
+{
+    int rc = qes_lockin_execute(m->lockin, m->buf, sample_start, o->ph);
+    if (rc) {
+        qes_errf(rt->err, rt->errlen, "[measure.%s]: lock-in failed: %s", m->cfg->name,
+                 qes_strerror(rc));
+        return rc;
+    }
+    o->enbw_hz = qes_lockin_enbw_bins(m->lockin) * rt->fs / (double)m->n;
+    return 0;
+}
+
+static void lockin_destroy(struct meas *m)
+{
+    qes_lockin_destroy(m->lockin);
+    m->lockin = NULL;
+}
+
+static const struct method methods[] = {
+        {.name = "fft",
+         .kind = QES_REC_PHASOR,
+         .create = lockin_create,
+         .block = lockin_block,
+         .destroy = lockin_destroy},
+        {.name = "dft",
+         .kind = QES_REC_PHASOR,
+         .create = lockin_create,
+         .block = lockin_block,
+         .destroy = lockin_destroy},
+};
+
+static const struct method *find_method(const char *name)
+{
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (!strcmp(methods[i].name, name))
+            return &methods[i];
+    return NULL;
+}
+
+static void fmt_value_u(FILE *out, const char *name, double v, double U, const char *unit);
+static void fmt_dof(double dof, char *buf, size_t len);
 
 static void fmt_human(FILE *out, const struct qes_summary_rec *s)
 {
@@ -231,26 +446,82 @@ static void fmt_human(FILE *out, const struct qes_summary_rec *s)
                 (unsigned long long)p->n);
         return;
     }
-    /* two significant digits of U; the value to the same decimal place */
-    int e = (int)floor(log10(p->U_r)) - 1;
-    int dec = e < 0 ? -e : 0;
     char dof[32];
-    if (isfinite(p->dof) && p->dof < 1e6)
-        snprintf(dof, sizeof dof, "%.0f", p->dof);
-    else if (isfinite(p->dof))
-        snprintf(dof, sizeof dof, "%.1e", p->dof);
-    else
-        snprintf(dof, sizeof dof, "inf");
-    if (dec <= 15) {
-        double q = pow(10.0, e);
-        fprintf(out, "r = %.*f %s  U = %.*f %s", dec, round(p->r / q) * q, s->unit, dec,
-                round(p->U_r / q) * q, s->unit);
-    } else {
-        fprintf(out, "r = %.3e %s  U = %.1e %s", p->r, s->unit, p->U_r, s->unit);
-    }
+    fmt_dof(p->dof, dof, sizeof dof);
+    fmt_value_u(out, "r", p->r, p->U_r, s->unit);
     fprintf(out, "  (k = %.2f, dof = %s, p = %g %%)  phase = %.6f rad  n = %llu%s\n", p->k, dof,
             100 * p->coverage, p->phase_rad, (unsigned long long)p->n,
             s->n_excluded ? "  (some blocks excluded)" : "");
+}
+
+/* Print "r = ... U = ..." with U to two significant digits and the value to
+ * the same decimal place. */
+static void fmt_value_u(FILE *out, const char *name, double v, double U, const char *unit)
+{
+    int e = (int)floor(log10(U)) - 1;
+    int dec = e < 0 ? -e : 0;
+    if (dec <= 15) {
+        double q = pow(10.0, e);
+        fprintf(out, "%s = %.*f %s  U = %.*f %s", name, dec, round(v / q) * q, unit, dec,
+                round(U / q) * q, unit);
+    } else {
+        fprintf(out, "%s = %.3e %s  U = %.1e %s", name, v, unit, U, unit);
+    }
+}
+
+static void fmt_dof(double dof, char *buf, size_t len)
+{
+    if (isfinite(dof) && dof < 1e6)
+        snprintf(buf, len, "%.0f", dof);
+    else if (isfinite(dof))
+        snprintf(buf, len, "%.1e", dof);
+    else
+        snprintf(buf, len, "inf");
+}
+
+static int scalar_summary(struct rt *rt, struct meas *m, int final)
+{
+    const struct qes_cfg_measure *c = m->cfg;
+    struct qes_summary_rec s = {
+            .measure = c->name,
+            .channel = c->channel,
+            .unit = m->ch->unit,
+            .seq = m->summary_seq,
+            .freq_hz = NAN,
+            .n_excluded = m->sexcluded,
+            .kind = QES_REC_SCALAR,
+    };
+    if (m->sacc.n > 0) {
+        int rc = qes_scalar_summarize(&m->sacc, "gain", m->ch->u_gain_rel, c->coverage, &s.v);
+        if (rc) {
+            qes_errf(rt->err, rt->errlen, "[measure.%s]: summary failed: %s", c->name,
+                     qes_strerror(rc));
+            return rc;
+        }
+    } else {
+        s.v.value = s.v.u = s.v.dof = s.v.k = s.v.U = NAN;
+        s.v.coverage = c->coverage;
+    }
+    if (m->sacc.n < 2)
+        s.flags |= QES_FLAG_FEW_BLOCKS;
+    if (m->sexcluded)
+        s.flags |= QES_FLAG_EXCLUDED;
+    int rc = emit_all(rt, 1, &s);
+    if (rc || !final || !rt->d->human)
+        return rc;
+    FILE *out = rt->d->human;
+    fprintf(out, "%-10s %-8s %-8s ", s.measure, s.channel, c->method);
+    if (!isfinite(s.v.U) || s.v.U <= 0) {
+        fprintf(out, "value = %.9g %s  (no uncertainty: %llu value(s))\n", s.v.value, s.unit,
+                (unsigned long long)s.v.n);
+        return 0;
+    }
+    char dof[32];
+    fmt_dof(s.v.dof, dof, sizeof dof);
+    fmt_value_u(out, "value", s.v.value, s.v.U, s.unit);
+    fprintf(out, "  (k = %.2f, dof = %s, p = %g %%)  n = %llu%s\n", s.v.k, dof, 100 * s.v.coverage,
+            (unsigned long long)s.v.n, s.n_excluded ? "  (some excluded)" : "");
+    return 0;
 }
 
 static int summaries(struct rt *rt, int final)
@@ -258,6 +529,13 @@ static int summaries(struct rt *rt, int final)
     for (size_t mi = 0; mi < rt->n_m; mi++) {
         struct meas *m = &rt->m[mi];
         const struct qes_cfg_measure *c = m->cfg;
+        if (m->meth->kind == QES_REC_SCALAR) {
+            int rc = scalar_summary(rt, m, final);
+            if (rc)
+                return rc;
+            m->summary_seq++;
+            continue;
+        }
         for (size_t k = 0; k < c->n_harmonics; k++) {
             struct qes_summary_rec s = {
                     .measure = c->name,
@@ -341,44 +619,45 @@ int qes_runtime_execute(const struct qes_runtime_desc *d, struct qes_runtime_sta
             rc = QES_ECONFIG;
             goto out;
         }
-        rc = qes_block_samples(m->cfg, rt.fs, &m->n, err, errlen);
-        if (rc)
-            goto out;
-        struct qes_lockin_desc ld = {
-                .method = strcmp(m->cfg->method, "dft") ? QES_LOCKIN_FFT : QES_LOCKIN_DFT,
-                .n = m->n,
-                .periods = m->cfg->block_periods,
-                .harmonics = m->cfg->harmonics,
-                .n_harmonics = m->cfg->n_harmonics,
-        };
-        if (qes_window_from_name(m->cfg->window, &ld.window)) {
-            qes_errf(err, errlen, "[measure.%s] window: unknown \"%s\"", m->cfg->name,
-                     m->cfg->window);
+        m->meth = find_method(m->cfg->method);
+        if (!m->meth) {
+            qes_errf(err, errlen, "[measure.%s] method: %s is not available in this build",
+                     m->cfg->name, m->cfg->method);
             rc = QES_ECONFIG;
             goto out;
         }
-        rc = qes_lockin_create(&ld, &m->lockin);
-        if (rc) {
-            unsigned hmax = 0;
-            for (size_t k = 0; k < ld.n_harmonics; k++)
-                hmax = ld.harmonics[k] > hmax ? ld.harmonics[k] : hmax;
-            qes_errf(err, errlen,
-                     "[measure.%s] harmonics: cannot measure harmonic %u of %.17g Hz in blocks of "
-                     "%zu samples at %.17g Hz with window %s (each harmonic bin h*block_periods, "
-                     "widened by the window's leakage, must lie strictly between DC and Nyquist "
-                     "and apart from the others): %s",
-                     m->cfg->name, hmax, m->cfg->freq_hz, m->n, rt.fs, m->cfg->window,
-                     qes_strerror(rc));
-            rc = rc == QES_EINVAL ? QES_ECONFIG : rc;
-            goto out;
-        }
-        m->buf = malloc(m->n * sizeof *m->buf);
-        if (!m->buf) {
-            rc = QES_ENOMEM;
-            goto out;
+        if (m->cfg->polarity_channel[0] && !strcmp(m->cfg->method, "reversal") &&
+            m->cfg->half_period_s == 0) {
+            m->pol_ch = qes_config_channel(cfg, m->cfg->polarity_channel);
+            if (!m->pol_ch || m->pol_ch->index >= d->src->n_channels) {
+                qes_errf(err, errlen,
+                         "[measure.%s] polarity_channel: [channel.%s] is not a channel of the "
+                         "source",
+                         m->cfg->name, m->cfg->polarity_channel);
+                rc = QES_ECONFIG;
+                goto out;
+            }
         }
         for (size_t k = 0; k < m->cfg->n_harmonics; k++)
             qes_phasor_acc_reset(&m->acc[k]);
+        qes_scalar_acc_reset(&m->sacc);
+        rc = m->meth->create(&rt, m);
+        if (rc)
+            goto out;
+        if (m->meth->streaming) {
+            m->xs = malloc(QES_RT_CHUNK * sizeof *m->xs);
+            m->ps = malloc(QES_RT_CHUNK * sizeof *m->ps);
+            if (!m->xs || !m->ps) {
+                rc = QES_ENOMEM;
+                goto out;
+            }
+        } else {
+            m->buf = malloc(m->n * sizeof *m->buf);
+            if (!m->buf) {
+                rc = QES_ENOMEM;
+                goto out;
+            }
+        }
         max_block = m->n > max_block ? m->n : max_block;
     }
 
@@ -391,7 +670,7 @@ int qes_runtime_execute(const struct qes_runtime_desc *d, struct qes_runtime_sta
     }
 
     double t0 = mono_s(), last_prog = t0, last_sum = t0;
-    size_t chunk = 65536;
+    size_t chunk = QES_RT_CHUNK;
     struct qes_frame f;
     for (;;) {
         if (d->stop && *d->stop)
@@ -425,11 +704,13 @@ int qes_runtime_execute(const struct qes_runtime_desc *d, struct qes_runtime_sta
         }
     }
     for (size_t i = 0; i < rt.n_m; i++) {
-        if (rt.m[i].open) {
-            rc = finish_block(&rt, &rt.m[i]);
-            if (rc)
-                goto out;
-        }
+        struct meas *m = &rt.m[i];
+        if (m->meth->streaming && m->meth->finish)
+            rc = m->meth->finish(&rt, m);
+        else if (!m->meth->streaming && m->open)
+            rc = finish_block(&rt, m);
+        if (rc)
+            goto out;
     }
     st->seconds = mono_s() - t0;
     if (d->progress)
@@ -437,8 +718,12 @@ int qes_runtime_execute(const struct qes_runtime_desc *d, struct qes_runtime_sta
     rc = summaries(&rt, 1);
 out:
     for (size_t i = 0; i < rt.n_m; i++) {
-        qes_lockin_destroy(rt.m[i].lockin);
-        free(rt.m[i].buf);
+        struct meas *m = &rt.m[i];
+        if (m->meth && m->meth->destroy)
+            m->meth->destroy(m);
+        free(m->buf);
+        free(m->xs);
+        free(m->ps);
     }
     free(rt.m);
     (void)max_block;

@@ -38,7 +38,7 @@ struct qes_runtime_stats {
     uint64_t lost;   /* samples per channel lost in gaps */
     uint64_t gaps;   /* number of gaps */
     uint64_t blocks; /* block records per harmonic, all measurements */
-    uint64_t gap_blocks, clip_blocks, partial_blocks;
+    uint64_t gap_blocks, clip_blocks, partial_blocks, quality_blocks;
     double seconds; /* host wall time of the loop */
 };
 
