@@ -7,6 +7,25 @@
  *   header row, units in the names: x[unit] is x in the row's `unit` column
  *   one row per block or summary record; cells that do not apply are empty
  *
+ * Columns (CSV_HEADER), and which rows fill them:
+ *   type                          block | summary
+ *   run, measure, channel, seq    all rows
+ *   harmonic, freq_hz[Hz]         phasor rows (empty in scalar rows)
+ *   sample_start, n_samples, t_utc                    block rows
+ *   x[unit], y[unit], r[unit], phase_rad[rad]         phasor rows
+ *   value[unit], u[unit]          scalar rows: the value and its standard
+ *                                 uncertainty (of the block, or combined in
+ *                                 a summary)
+ *   unit                          all rows
+ *   n_blocks, n_excluded, dof, k, coverage            summary rows
+ *   u_x[unit], u_y[unit], u_r[unit], u_phase_rad[rad], U_r[unit]
+ *                                 phasor summary rows
+ *   U[unit]                       scalar summary rows (k * u)
+ *   enbw_hz[Hz], thd (ratio), sinad_db[dB], sfdr_db[dB]
+ *                                 phasor block rows, each empty when not given
+ *   flags                         all rows
+ * A scalar row is recognisable by its empty harmonic.
+ *
  * Numbers are %.17g in the C locale (see rec_json.c for why that holds even
  * if a host program sets LC_NUMERIC); non-finite values are empty cells (in a
  * summary row an empty `dof` means infinite).  Flags are joined with ';'.
@@ -32,8 +51,9 @@
 
 #define CSV_HEADER                                                                            \
     "type,run,measure,channel,harmonic,seq,sample_start,n_samples,t_utc,freq_hz[Hz],x[unit]," \
-    "y[unit],r[unit],phase_rad[rad],unit,n_blocks,n_excluded,u_x[unit],u_y[unit],u_r[unit],"  \
-    "u_phase_rad[rad],dof,k,U_r[unit],coverage,flags\n"
+    "y[unit],r[unit],phase_rad[rad],value[unit],u[unit],unit,n_blocks,n_excluded,u_x[unit],"  \
+    "u_y[unit],u_r[unit],u_phase_rad[rad],dof,k,U_r[unit],U[unit],coverage,enbw_hz[Hz],thd,"  \
+    "sinad_db[dB],sfdr_db[dB],flags\n"
 
 #define CSV_IOBUF (256 * 1024)
 
@@ -281,20 +301,35 @@ static int csv_block(struct qes_recorder *r, const struct qes_run_rec *run,
     int rc = check_run(c, run, "block");
     if (rc)
         return rc;
-    if (!b || !b->measure) {
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: block record without a measure", r->target);
+    if (!b || !b->measure || (b->kind != QES_REC_PHASOR && b->kind != QES_REC_SCALAR)) {
+        snprintf(r->errmsg, sizeof r->errmsg,
+                 "%s: block record without a measure or of unknown kind", r->target);
         return QES_EINVAL;
     }
+    int phasor = b->kind == QES_REC_PHASOR;
     FILE *f = c->f;
     errno = 0;
     int failed = put_s(f, "block,") || field_id(f, run->id) || cell_str(f, b->measure) ||
-                 cell_str(f, b->channel) || cell_u64(f, b->harmonic) || cell_u64(f, b->seq) ||
-                 cell_u64(f, b->sample_start) || cell_u64(f, b->n_samples) ||
-                 cell_utc(f, b->t_ns) || cell_num(f, b->freq_hz) || cell_num(f, b->x) ||
-                 cell_num(f, b->y) || cell_num(f, b->r) || cell_num(f, b->phase_rad) ||
-                 cell_str(f, b->unit) ||
-                 /* n_blocks .. coverage */
-                 cell_empty(f, 10) || cell_flags(f, b->flags) || putc('\n', f) == EOF;
+                 cell_str(f, b->channel) ||
+                 (phasor ? cell_u64(f, b->harmonic) : cell_empty(f, 1)) || cell_u64(f, b->seq) ||
+                 cell_u64(f, b->sample_start) || cell_u64(f, b->n_samples) || cell_utc(f, b->t_ns);
+    if (!failed && phasor)
+        failed = cell_num(f, b->freq_hz) || cell_num(f, b->x) || cell_num(f, b->y) ||
+                 cell_num(f, b->r) || cell_num(f, b->phase_rad) ||
+                 /* value, u */
+                 cell_empty(f, 2);
+    else if (!failed)
+        failed = /* freq_hz .. phase_rad */
+                cell_empty(f, 5) || cell_num(f, b->value) || cell_num(f, b->u);
+    failed = failed || cell_str(f, b->unit) ||
+             /* n_blocks .. coverage */
+             cell_empty(f, 11);
+    if (!failed && phasor)
+        failed = cell_num(f, b->enbw_hz) || cell_num(f, b->thd) || cell_num(f, b->sinad_db) ||
+                 cell_num(f, b->sfdr_db);
+    else if (!failed)
+        failed = cell_empty(f, 4);
+    failed = failed || cell_flags(f, b->flags) || putc('\n', f) == EOF;
     if (failed || ferror(f))
         return csv_fail(c, errno);
     return 0;
@@ -309,23 +344,48 @@ static int csv_summary(struct qes_recorder *r, const struct qes_run_rec *run,
     int rc = check_run(c, run, "summary");
     if (rc)
         return rc;
-    if (!s || !s->measure) {
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: summary record without a measure", r->target);
+    /* The budget is not in the table, but a record that the other sinks
+     * refuse is refused here too. */
+    int ph = s && s->kind == QES_REC_PHASOR;
+    if (!s || !s->measure || (!ph && s->kind != QES_REC_SCALAR) ||
+        (ph ? s->s.n_budget : s->v.n_budget) > QES_BUDGET_MAX) {
+        snprintf(r->errmsg, sizeof r->errmsg,
+                 "%s: summary record without a measure, of unknown kind, or with more than %d "
+                 "budget terms",
+                 r->target, QES_BUDGET_MAX);
         return QES_EINVAL;
     }
     const struct qes_phasor_summary *p = &s->s;
+    const struct qes_scalar_summary *v = &s->v;
     FILE *f = c->f;
     errno = 0;
     int failed = put_s(f, "summary,") || field_id(f, run->id) || cell_str(f, s->measure) ||
-                 cell_str(f, s->channel) || cell_u64(f, s->harmonic) || cell_u64(f, s->seq) ||
+                 cell_str(f, s->channel);
+    if (!failed && ph)
+        failed = cell_u64(f, s->harmonic) || cell_u64(f, s->seq) ||
                  /* sample_start, n_samples, t_utc */
                  cell_empty(f, 3) || cell_num(f, s->freq_hz) || cell_num(f, p->x) ||
                  cell_num(f, p->y) || cell_num(f, p->r) || cell_num(f, p->phase_rad) ||
-                 cell_str(f, s->unit) || cell_u64(f, p->n) || cell_u64(f, s->n_excluded) ||
-                 cell_num(f, p->u_x) || cell_num(f, p->u_y) || cell_num(f, p->u_r) ||
-                 cell_num(f, p->u_phase_rad) || cell_num(f, p->dof) || cell_num(f, p->k) ||
-                 cell_num(f, p->U_r) || cell_num(f, p->coverage) || cell_flags(f, s->flags) ||
-                 putc('\n', f) == EOF;
+                 /* value, u */
+                 cell_empty(f, 2) || cell_str(f, s->unit) || cell_u64(f, p->n) ||
+                 cell_u64(f, s->n_excluded) || cell_num(f, p->u_x) || cell_num(f, p->u_y) ||
+                 cell_num(f, p->u_r) || cell_num(f, p->u_phase_rad) || cell_num(f, p->dof) ||
+                 cell_num(f, p->k) || cell_num(f, p->U_r) ||
+                 /* U */
+                 cell_empty(f, 1) || cell_num(f, p->coverage);
+    else if (!failed)
+        failed = /* harmonic */
+                cell_empty(f, 1) || cell_u64(f, s->seq) ||
+                /* sample_start .. phase_rad */
+                cell_empty(f, 8) || cell_num(f, v->value) || cell_num(f, v->u) ||
+                cell_str(f, s->unit) || cell_u64(f, v->n) || cell_u64(f, s->n_excluded) ||
+                /* u_x .. u_phase_rad */
+                cell_empty(f, 4) || cell_num(f, v->dof) || cell_num(f, v->k) ||
+                /* U_r */
+                cell_empty(f, 1) || cell_num(f, v->U) || cell_num(f, v->coverage);
+    failed = failed ||
+             /* enbw_hz .. sfdr_db */
+             cell_empty(f, 4) || cell_flags(f, s->flags) || putc('\n', f) == EOF;
     if (failed || ferror(f))
         return csv_fail(c, errno);
     return 0;

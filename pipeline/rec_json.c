@@ -420,18 +420,28 @@ static int put_flags(FILE *f, unsigned flags)
     return put_s(f, buf);
 }
 
-static int put_budget(FILE *f, const struct qes_phasor_summary *s)
+static int put_budget(FILE *f, const struct qes_budget_term *terms, size_t n)
 {
     if (putc('[', f) == EOF)
         return -1;
-    for (size_t i = 0; i < s->n_budget; i++) {
-        const struct qes_budget_term *t = &s->budget[i];
+    for (size_t i = 0; i < n; i++) {
+        const struct qes_budget_term *t = &terms[i];
         if ((i && putc(',', f) == EOF) || put_s(f, "{\"name\":") || put_jstr(f, t->name) ||
             put_key(f, "u") || put_num(f, t->u) || put_key(f, "dof") || put_num(f, t->dof) ||
             putc('}', f) == EOF)
             return -1;
     }
     return putc(']', f) == EOF ? -1 : 0;
+}
+
+/* A known kind, and a budget that fits its array. */
+static int summary_valid(const struct qes_summary_rec *s)
+{
+    if (s->kind == QES_REC_PHASOR)
+        return s->s.n_budget <= QES_BUDGET_MAX;
+    if (s->kind == QES_REC_SCALAR)
+        return s->v.n_budget <= QES_BUDGET_MAX;
+    return 0;
 }
 
 /* Common end of the formatters: a failed write (seen by a return value or by
@@ -443,45 +453,89 @@ static int finish(FILE *f, int failed)
     return 0;
 }
 
+/*
+ * Block and summary records.  The common head (type, run, measure, channel)
+ * and tail (unit, flags) are shared; what lies between depends on the kind:
+ * phasor records carry harmonic, freq_hz, x, y, r, phase_rad (and, for
+ * blocks, enbw_hz and the quality figures), scalar records value and u.  The
+ * fields of the other kind are ignored, so a scalar record never shows a
+ * harmonic or a phasor.
+ */
+static int put_head(FILE *f, const char *type, const struct qes_run_rec *run, const char *measure,
+                    const char *channel)
+{
+    return put_s(f, "{\"type\":\"") || put_s(f, type) || put_s(f, "\",\"run\":") ||
+           put_id(f, run->id) || put_key(f, "measure") || put_jstr(f, measure) ||
+           put_key(f, "channel") || put_jstr(f, channel);
+}
+
+/* The quality figures, only when at least one was computed. */
+static int put_quality(FILE *f, const struct qes_block_rec *b)
+{
+    if (!isfinite(b->thd) && !isfinite(b->sinad_db) && !isfinite(b->sfdr_db))
+        return 0;
+    return put_key(f, "thd") || put_num(f, b->thd) || put_key(f, "sinad_db") ||
+           put_num(f, b->sinad_db) || put_key(f, "sfdr_db") || put_num(f, b->sfdr_db);
+}
+
 int qes_block_json(FILE *f, const struct qes_run_rec *run, const struct qes_block_rec *b)
 {
-    if (!f || !run || !b)
+    if (!f || !run || !b || (b->kind != QES_REC_PHASOR && b->kind != QES_REC_SCALAR))
         return QES_EINVAL;
-    int failed = put_s(f, "{\"type\":\"block\",\"run\":") || put_id(f, run->id) ||
-                 put_key(f, "measure") || put_jstr(f, b->measure) || put_key(f, "channel") ||
-                 put_jstr(f, b->channel) || put_key(f, "harmonic") || put_u64(f, b->harmonic) ||
-                 put_key(f, "seq") || put_u64(f, b->seq) || put_key(f, "sample_start") ||
-                 put_u64(f, b->sample_start) || put_key(f, "n_samples") ||
-                 put_u64(f, b->n_samples) || put_key(f, "t") || put_utc(f, b->t_ns) ||
-                 put_key(f, "freq_hz") || put_num(f, b->freq_hz) || put_key(f, "x") ||
+    int failed = put_head(f, "block", run, b->measure, b->channel);
+    if (!failed && b->kind == QES_REC_PHASOR)
+        failed = put_key(f, "harmonic") || put_u64(f, b->harmonic);
+    failed = failed || put_key(f, "seq") || put_u64(f, b->seq) || put_key(f, "sample_start") ||
+             put_u64(f, b->sample_start) || put_key(f, "n_samples") || put_u64(f, b->n_samples) ||
+             put_key(f, "t") || put_utc(f, b->t_ns);
+    if (!failed && b->kind == QES_REC_PHASOR)
+        failed = put_key(f, "freq_hz") || put_num(f, b->freq_hz) || put_key(f, "x") ||
                  put_num(f, b->x) || put_key(f, "y") || put_num(f, b->y) || put_key(f, "r") ||
                  put_num(f, b->r) || put_key(f, "phase_rad") || put_num(f, b->phase_rad) ||
-                 put_key(f, "unit") || put_jstr(f, b->unit) || put_key(f, "flags") ||
-                 put_flags(f, b->flags) || putc('}', f) == EOF;
+                 put_key(f, "enbw_hz") || put_num(f, b->enbw_hz) || put_quality(f, b);
+    else if (!failed)
+        failed = put_key(f, "value") || put_num(f, b->value) || put_key(f, "u") || put_num(f, b->u);
+    failed = failed || put_key(f, "unit") || put_jstr(f, b->unit) || put_key(f, "flags") ||
+             put_flags(f, b->flags) || putc('}', f) == EOF;
     return finish(f, failed);
+}
+
+static int summary_phasor(FILE *f, const struct qes_summary_rec *s)
+{
+    const struct qes_phasor_summary *p = &s->s;
+    return put_key(f, "harmonic") || put_u64(f, s->harmonic) || put_key(f, "seq") ||
+           put_u64(f, s->seq) || put_key(f, "n_blocks") || put_u64(f, p->n) ||
+           put_key(f, "n_excluded") || put_u64(f, s->n_excluded) || put_key(f, "freq_hz") ||
+           put_num(f, s->freq_hz) || put_key(f, "x") || put_num(f, p->x) || put_key(f, "y") ||
+           put_num(f, p->y) || put_key(f, "r") || put_num(f, p->r) || put_key(f, "phase_rad") ||
+           put_num(f, p->phase_rad) || put_key(f, "unit") || put_jstr(f, s->unit) ||
+           put_key(f, "u_x") || put_num(f, p->u_x) || put_key(f, "u_y") || put_num(f, p->u_y) ||
+           put_key(f, "u_r") || put_num(f, p->u_r) || put_key(f, "u_phase_rad") ||
+           put_num(f, p->u_phase_rad) || put_key(f, "dof") || put_num(f, p->dof) ||
+           put_key(f, "k") || put_num(f, p->k) || put_key(f, "U_r") || put_num(f, p->U_r) ||
+           put_key(f, "coverage") || put_num(f, p->coverage) || put_key(f, "budget") ||
+           put_budget(f, p->budget, p->n_budget);
+}
+
+static int summary_scalar(FILE *f, const struct qes_summary_rec *s)
+{
+    const struct qes_scalar_summary *v = &s->v;
+    return put_key(f, "seq") || put_u64(f, s->seq) || put_key(f, "n_blocks") || put_u64(f, v->n) ||
+           put_key(f, "n_excluded") || put_u64(f, s->n_excluded) || put_key(f, "value") ||
+           put_num(f, v->value) || put_key(f, "u") || put_num(f, v->u) || put_key(f, "dof") ||
+           put_num(f, v->dof) || put_key(f, "k") || put_num(f, v->k) || put_key(f, "U") ||
+           put_num(f, v->U) || put_key(f, "coverage") || put_num(f, v->coverage) ||
+           put_key(f, "unit") || put_jstr(f, s->unit) || put_key(f, "budget") ||
+           put_budget(f, v->budget, v->n_budget);
 }
 
 int qes_summary_json(FILE *f, const struct qes_run_rec *run, const struct qes_summary_rec *s)
 {
-    if (!f || !run || !s || s->s.n_budget > QES_BUDGET_MAX)
+    if (!f || !run || !s || !summary_valid(s))
         return QES_EINVAL;
-    const struct qes_phasor_summary *p = &s->s;
-    int failed = put_s(f, "{\"type\":\"summary\",\"run\":") || put_id(f, run->id) ||
-                 put_key(f, "measure") || put_jstr(f, s->measure) || put_key(f, "channel") ||
-                 put_jstr(f, s->channel) || put_key(f, "harmonic") || put_u64(f, s->harmonic) ||
-                 put_key(f, "seq") || put_u64(f, s->seq) || put_key(f, "n_blocks") ||
-                 put_u64(f, p->n) || put_key(f, "n_excluded") || put_u64(f, s->n_excluded) ||
-                 put_key(f, "freq_hz") || put_num(f, s->freq_hz) || put_key(f, "x") ||
-                 put_num(f, p->x) || put_key(f, "y") || put_num(f, p->y) || put_key(f, "r") ||
-                 put_num(f, p->r) || put_key(f, "phase_rad") || put_num(f, p->phase_rad) ||
-                 put_key(f, "unit") || put_jstr(f, s->unit) || put_key(f, "u_x") ||
-                 put_num(f, p->u_x) || put_key(f, "u_y") || put_num(f, p->u_y) ||
-                 put_key(f, "u_r") || put_num(f, p->u_r) || put_key(f, "u_phase_rad") ||
-                 put_num(f, p->u_phase_rad) || put_key(f, "dof") || put_num(f, p->dof) ||
-                 put_key(f, "k") || put_num(f, p->k) || put_key(f, "U_r") || put_num(f, p->U_r) ||
-                 put_key(f, "coverage") || put_num(f, p->coverage) || put_key(f, "budget") ||
-                 put_budget(f, p) || put_key(f, "flags") || put_flags(f, s->flags) ||
-                 putc('}', f) == EOF;
+    int failed = put_head(f, "summary", run, s->measure, s->channel) ||
+                 (s->kind == QES_REC_PHASOR ? summary_phasor(f, s) : summary_scalar(f, s)) ||
+                 put_key(f, "flags") || put_flags(f, s->flags) || putc('}', f) == EOF;
     return finish(f, failed);
 }
 
@@ -519,7 +573,7 @@ char *qes_budget_json(const struct qes_phasor_summary *s)
     FILE *f = open_memstream(&buf, &len);
     if (!f)
         return NULL;
-    int failed = put_budget(f, s);
+    int failed = put_budget(f, s->budget, s->n_budget);
     if (fclose(f) != 0 || failed) {
         free(buf);
         return NULL;
@@ -629,8 +683,9 @@ static int jsonl_block(struct qes_recorder *r, const struct qes_run_rec *run,
     int rc = check_run(r, j->closed, j->have_run, j->run_id, run, "block");
     if (rc)
         return rc;
-    if (!b || !b->measure) {
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: block record without a measure", r->target);
+    if (!b || !b->measure || (b->kind != QES_REC_PHASOR && b->kind != QES_REC_SCALAR)) {
+        snprintf(r->errmsg, sizeof r->errmsg,
+                 "%s: block record without a measure or of unknown kind", r->target);
         return QES_EINVAL;
     }
     errno = 0;
@@ -646,10 +701,11 @@ static int jsonl_summary(struct qes_recorder *r, const struct qes_run_rec *run,
     int rc = check_run(r, j->closed, j->have_run, j->run_id, run, "summary");
     if (rc)
         return rc;
-    if (!s || !s->measure || s->s.n_budget > QES_BUDGET_MAX) {
+    if (!s || !s->measure || !summary_valid(s)) {
         snprintf(r->errmsg, sizeof r->errmsg,
-                 "%s: summary record without a measure or with %zu budget terms (at most %d)",
-                 r->target, s ? s->s.n_budget : 0, QES_BUDGET_MAX);
+                 "%s: summary record without a measure, of unknown kind, or with more than %d "
+                 "budget terms",
+                 r->target, QES_BUDGET_MAX);
         return QES_EINVAL;
     }
     errno = 0;

@@ -28,9 +28,9 @@
  * file holding tables of these names without a `meta` table.
  *
  * Non-finite numbers are stored as NULL (dof NULL = infinite).  Note that
- * SQLite column names are case-insensitive, so the expanded uncertainty U_r
- * cannot share the summaries table with u_r under that name: it is the
- * column `U_r_expanded`.
+ * SQLite column names are case-insensitive, so the expanded uncertainties U_r
+ * and U cannot share the summaries table with u_r and u under those names:
+ * they are the columns `U_r_expanded` and `U_expanded`.
  *
  * Errors: any SQLite failure is QES_EDB (QES_ENOSPC for a full disk) with the
  * file name and sqlite3_errmsg in errmsg; the first failure is sticky.
@@ -52,6 +52,13 @@
 #define BATCH_RECORDS  10000
 #define BATCH_NS       1000000000LL
 
+/*
+ * kind is 'phasor' or 'scalar'.  Phasor rows fill harmonic, freq_hz, x, y, r,
+ * phase_rad (blocks also enbw_hz and the quality figures thd, sinad_db,
+ * sfdr_db; summaries u_x .. u_phase_rad and U_r_expanded); scalar rows have
+ * harmonic 0 and fill value and u (summaries also U_expanded = k * u), the
+ * phasor columns staying NULL.  dof, k, coverage, budget belong to both.
+ */
 static const char schema_sql[] =
         "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value NOT NULL);"
         "CREATE TABLE IF NOT EXISTS runs("
@@ -60,16 +67,25 @@ static const char schema_sql[] =
         " closed_utc TEXT);"
         "CREATE TABLE IF NOT EXISTS blocks("
         " run TEXT NOT NULL REFERENCES runs(id), measure TEXT NOT NULL, channel TEXT,"
-        " harmonic INTEGER NOT NULL, seq INTEGER NOT NULL, sample_start INTEGER,"
-        " n_samples INTEGER, t TEXT, freq_hz REAL, x REAL, y REAL, r REAL, phase_rad REAL,"
-        " unit TEXT, flags TEXT, UNIQUE(run, measure, harmonic, seq));"
+        " kind TEXT CHECK(kind IN ('phasor', 'scalar')), harmonic INTEGER NOT NULL,"
+        " seq INTEGER NOT NULL, sample_start INTEGER, n_samples INTEGER, t TEXT, freq_hz REAL,"
+        " x REAL, y REAL, r REAL, phase_rad REAL, value REAL, u REAL, unit TEXT, enbw_hz REAL,"
+        " thd REAL, sinad_db REAL, sfdr_db REAL, flags TEXT,"
+        " UNIQUE(run, measure, harmonic, seq));"
         "CREATE TABLE IF NOT EXISTS summaries("
         " run TEXT NOT NULL REFERENCES runs(id), measure TEXT NOT NULL, channel TEXT,"
-        " harmonic INTEGER NOT NULL, seq INTEGER NOT NULL, n_blocks INTEGER,"
-        " n_excluded INTEGER, freq_hz REAL, x REAL, y REAL, r REAL, phase_rad REAL, unit TEXT,"
-        " u_x REAL, u_y REAL, u_r REAL, u_phase_rad REAL, dof REAL, k REAL, U_r_expanded REAL,"
+        " kind TEXT CHECK(kind IN ('phasor', 'scalar')), harmonic INTEGER NOT NULL,"
+        " seq INTEGER NOT NULL, n_blocks INTEGER, n_excluded INTEGER, freq_hz REAL, x REAL,"
+        " y REAL, r REAL, phase_rad REAL, value REAL, unit TEXT, u_x REAL, u_y REAL, u_r REAL,"
+        " u_phase_rad REAL, u REAL, dof REAL, k REAL, U_r_expanded REAL, U_expanded REAL,"
         " coverage REAL, budget TEXT, flags TEXT, UNIQUE(run, measure, harmonic, seq));"
         "INSERT INTO meta(key, value) VALUES('schema_version', 1) ON CONFLICT DO NOTHING;";
+
+/* Every column of the tables above, to recognise a file written by a qes of
+ * the same schema version but an earlier (pre-release) layout. */
+static const char columns_sql[] =
+        "SELECT kind, value, u, enbw_hz, thd, sinad_db, sfdr_db FROM blocks LIMIT 0;"
+        "SELECT kind, value, u, U_expanded FROM summaries LIMIT 0";
 
 enum {
     ST_BEGIN,
@@ -92,27 +108,31 @@ static const char *const stmt_sql[ST_COUNT] = {
         [ST_INS_RUN] = "INSERT INTO runs(id, command, version, build, config_sha256, config,"
                        " input, t_start, sample_rate_hz) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
                        " ON CONFLICT DO NOTHING",
-        [ST_INS_BLOCK] = "INSERT INTO blocks(run, measure, channel, harmonic, seq, sample_start,"
-                         " n_samples, t, freq_hz, x, y, r, phase_rad, unit, flags)"
-                         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
-                         " ON CONFLICT DO NOTHING",
+        [ST_INS_BLOCK] = "INSERT INTO blocks(run, measure, channel, kind, harmonic, seq,"
+                         " sample_start, n_samples, t, freq_hz, x, y, r, phase_rad, value, u,"
+                         " unit, enbw_hz, thd, sinad_db, sfdr_db, flags)"
+                         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+                         " ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22) ON CONFLICT DO NOTHING",
         [ST_CHK_BLOCK] = "SELECT 1 FROM blocks WHERE run = ?1 AND measure = ?2 AND channel IS ?3"
-                         " AND harmonic = ?4 AND seq = ?5 AND sample_start IS ?6"
-                         " AND n_samples IS ?7 AND t IS ?8 AND freq_hz IS ?9 AND x IS ?10"
-                         " AND y IS ?11 AND r IS ?12 AND phase_rad IS ?13 AND unit IS ?14"
-                         " AND flags IS ?15",
-        [ST_INS_SUM] = "INSERT INTO summaries(run, measure, channel, harmonic, seq, n_blocks,"
-                       " n_excluded, freq_hz, x, y, r, phase_rad, unit, u_x, u_y, u_r,"
-                       " u_phase_rad, dof, k, U_r_expanded, coverage, budget, flags)"
-                       " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
-                       " ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23) ON CONFLICT DO NOTHING",
+                         " AND kind IS ?4 AND harmonic = ?5 AND seq = ?6 AND sample_start IS ?7"
+                         " AND n_samples IS ?8 AND t IS ?9 AND freq_hz IS ?10 AND x IS ?11"
+                         " AND y IS ?12 AND r IS ?13 AND phase_rad IS ?14 AND value IS ?15"
+                         " AND u IS ?16 AND unit IS ?17 AND enbw_hz IS ?18 AND thd IS ?19"
+                         " AND sinad_db IS ?20 AND sfdr_db IS ?21 AND flags IS ?22",
+        [ST_INS_SUM] = "INSERT INTO summaries(run, measure, channel, kind, harmonic, seq, n_blocks,"
+                       " n_excluded, freq_hz, x, y, r, phase_rad, value, unit, u_x, u_y, u_r,"
+                       " u_phase_rad, u, dof, k, U_r_expanded, U_expanded, coverage, budget,"
+                       " flags) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
+                       " ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"
+                       " ON CONFLICT DO NOTHING",
         [ST_CHK_SUM] = "SELECT 1 FROM summaries WHERE run = ?1 AND measure = ?2"
-                       " AND channel IS ?3 AND harmonic = ?4 AND seq = ?5 AND n_blocks IS ?6"
-                       " AND n_excluded IS ?7 AND freq_hz IS ?8 AND x IS ?9 AND y IS ?10"
-                       " AND r IS ?11 AND phase_rad IS ?12 AND unit IS ?13 AND u_x IS ?14"
-                       " AND u_y IS ?15 AND u_r IS ?16 AND u_phase_rad IS ?17 AND dof IS ?18"
-                       " AND k IS ?19 AND U_r_expanded IS ?20 AND coverage IS ?21"
-                       " AND budget IS ?22 AND flags IS ?23",
+                       " AND channel IS ?3 AND kind IS ?4 AND harmonic = ?5 AND seq = ?6"
+                       " AND n_blocks IS ?7 AND n_excluded IS ?8 AND freq_hz IS ?9 AND x IS ?10"
+                       " AND y IS ?11 AND r IS ?12 AND phase_rad IS ?13 AND value IS ?14"
+                       " AND unit IS ?15 AND u_x IS ?16 AND u_y IS ?17 AND u_r IS ?18"
+                       " AND u_phase_rad IS ?19 AND u IS ?20 AND dof IS ?21 AND k IS ?22"
+                       " AND U_r_expanded IS ?23 AND U_expanded IS ?24 AND coverage IS ?25"
+                       " AND budget IS ?26 AND flags IS ?27",
         [ST_STATUS] = "UPDATE runs SET status = ?2, closed_utc = ?3 WHERE id = ?1",
 };
 
@@ -233,24 +253,43 @@ struct block_text {
     char flags[256];
 };
 
+static const char *kind_text(enum qes_rec_kind kind)
+{
+    return kind == QES_REC_SCALAR ? "scalar" : "phasor";
+}
+
+/*
+ * The fields of the other kind are not stored: a scalar row has harmonic 0
+ * and NULL phasor columns, a phasor row NULL value and u, whatever the record
+ * held there.  That keeps the UNIQUE key and the replay comparison to what
+ * the record means.
+ */
 static int bind_block(sqlite3_stmt *st, const char *run_id, const struct qes_block_rec *b,
                       const struct block_text *tx)
 {
+    int ph = b->kind == QES_REC_PHASOR;
     int rc = bind_text(st, 1, run_id);
     rc = rc ? rc : bind_text(st, 2, b->measure);
     rc = rc ? rc : bind_text(st, 3, b->channel);
-    rc = rc ? rc : bind_u64(st, 4, b->harmonic);
-    rc = rc ? rc : bind_u64(st, 5, b->seq);
-    rc = rc ? rc : bind_u64(st, 6, b->sample_start);
-    rc = rc ? rc : bind_u64(st, 7, b->n_samples);
-    rc = rc ? rc : bind_text(st, 8, tx->t);
-    rc = rc ? rc : bind_real(st, 9, b->freq_hz);
-    rc = rc ? rc : bind_real(st, 10, b->x);
-    rc = rc ? rc : bind_real(st, 11, b->y);
-    rc = rc ? rc : bind_real(st, 12, b->r);
-    rc = rc ? rc : bind_real(st, 13, b->phase_rad);
-    rc = rc ? rc : bind_text(st, 14, b->unit);
-    rc = rc ? rc : bind_text(st, 15, tx->flags);
+    rc = rc ? rc : bind_text(st, 4, kind_text(b->kind));
+    rc = rc ? rc : bind_u64(st, 5, ph ? b->harmonic : 0);
+    rc = rc ? rc : bind_u64(st, 6, b->seq);
+    rc = rc ? rc : bind_u64(st, 7, b->sample_start);
+    rc = rc ? rc : bind_u64(st, 8, b->n_samples);
+    rc = rc ? rc : bind_text(st, 9, tx->t);
+    rc = rc ? rc : bind_real(st, 10, ph ? b->freq_hz : NAN);
+    rc = rc ? rc : bind_real(st, 11, ph ? b->x : NAN);
+    rc = rc ? rc : bind_real(st, 12, ph ? b->y : NAN);
+    rc = rc ? rc : bind_real(st, 13, ph ? b->r : NAN);
+    rc = rc ? rc : bind_real(st, 14, ph ? b->phase_rad : NAN);
+    rc = rc ? rc : bind_real(st, 15, ph ? NAN : b->value);
+    rc = rc ? rc : bind_real(st, 16, ph ? NAN : b->u);
+    rc = rc ? rc : bind_text(st, 17, b->unit);
+    rc = rc ? rc : bind_real(st, 18, ph ? b->enbw_hz : NAN);
+    rc = rc ? rc : bind_real(st, 19, ph ? b->thd : NAN);
+    rc = rc ? rc : bind_real(st, 20, ph ? b->sinad_db : NAN);
+    rc = rc ? rc : bind_real(st, 21, ph ? b->sfdr_db : NAN);
+    rc = rc ? rc : bind_text(st, 22, tx->flags);
     return rc;
 }
 
@@ -258,29 +297,35 @@ static int bind_summary(sqlite3_stmt *st, const char *run_id, const struct qes_s
                         const char *budget, const char *flags)
 {
     const struct qes_phasor_summary *p = &m->s;
+    const struct qes_scalar_summary *v = &m->v;
+    int ph = m->kind == QES_REC_PHASOR;
     int rc = bind_text(st, 1, run_id);
     rc = rc ? rc : bind_text(st, 2, m->measure);
     rc = rc ? rc : bind_text(st, 3, m->channel);
-    rc = rc ? rc : bind_u64(st, 4, m->harmonic);
-    rc = rc ? rc : bind_u64(st, 5, m->seq);
-    rc = rc ? rc : bind_u64(st, 6, p->n);
-    rc = rc ? rc : bind_u64(st, 7, m->n_excluded);
-    rc = rc ? rc : bind_real(st, 8, m->freq_hz);
-    rc = rc ? rc : bind_real(st, 9, p->x);
-    rc = rc ? rc : bind_real(st, 10, p->y);
-    rc = rc ? rc : bind_real(st, 11, p->r);
-    rc = rc ? rc : bind_real(st, 12, p->phase_rad);
-    rc = rc ? rc : bind_text(st, 13, m->unit);
-    rc = rc ? rc : bind_real(st, 14, p->u_x);
-    rc = rc ? rc : bind_real(st, 15, p->u_y);
-    rc = rc ? rc : bind_real(st, 16, p->u_r);
-    rc = rc ? rc : bind_real(st, 17, p->u_phase_rad);
-    rc = rc ? rc : bind_real(st, 18, p->dof);
-    rc = rc ? rc : bind_real(st, 19, p->k);
-    rc = rc ? rc : bind_real(st, 20, p->U_r);
-    rc = rc ? rc : bind_real(st, 21, p->coverage);
-    rc = rc ? rc : bind_text(st, 22, budget);
-    rc = rc ? rc : bind_text(st, 23, flags);
+    rc = rc ? rc : bind_text(st, 4, kind_text(m->kind));
+    rc = rc ? rc : bind_u64(st, 5, ph ? m->harmonic : 0);
+    rc = rc ? rc : bind_u64(st, 6, m->seq);
+    rc = rc ? rc : bind_u64(st, 7, ph ? p->n : v->n);
+    rc = rc ? rc : bind_u64(st, 8, m->n_excluded);
+    rc = rc ? rc : bind_real(st, 9, ph ? m->freq_hz : NAN);
+    rc = rc ? rc : bind_real(st, 10, ph ? p->x : NAN);
+    rc = rc ? rc : bind_real(st, 11, ph ? p->y : NAN);
+    rc = rc ? rc : bind_real(st, 12, ph ? p->r : NAN);
+    rc = rc ? rc : bind_real(st, 13, ph ? p->phase_rad : NAN);
+    rc = rc ? rc : bind_real(st, 14, ph ? NAN : v->value);
+    rc = rc ? rc : bind_text(st, 15, m->unit);
+    rc = rc ? rc : bind_real(st, 16, ph ? p->u_x : NAN);
+    rc = rc ? rc : bind_real(st, 17, ph ? p->u_y : NAN);
+    rc = rc ? rc : bind_real(st, 18, ph ? p->u_r : NAN);
+    rc = rc ? rc : bind_real(st, 19, ph ? p->u_phase_rad : NAN);
+    rc = rc ? rc : bind_real(st, 20, ph ? NAN : v->u);
+    rc = rc ? rc : bind_real(st, 21, ph ? p->dof : v->dof);
+    rc = rc ? rc : bind_real(st, 22, ph ? p->k : v->k);
+    rc = rc ? rc : bind_real(st, 23, ph ? p->U_r : NAN);
+    rc = rc ? rc : bind_real(st, 24, ph ? NAN : v->U);
+    rc = rc ? rc : bind_real(st, 25, ph ? p->coverage : v->coverage);
+    rc = rc ? rc : bind_text(st, 26, budget);
+    rc = rc ? rc : bind_text(st, 27, flags);
     return rc;
 }
 
@@ -424,8 +469,9 @@ static int sq_block(struct qes_recorder *r, const struct qes_run_rec *run,
     int rc = check_run(s, run, "block");
     if (rc)
         return rc;
-    if (!b || !b->measure) {
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: block record without a measure", r->target);
+    if (!b || !b->measure || (b->kind != QES_REC_PHASOR && b->kind != QES_REC_SCALAR)) {
+        snprintf(r->errmsg, sizeof r->errmsg,
+                 "%s: block record without a measure or of unknown kind", r->target);
         return QES_EINVAL;
     }
     if (b->seq > INT64_MAX || b->sample_start > INT64_MAX || b->n_samples > INT64_MAX)
@@ -464,17 +510,28 @@ static int sq_summary(struct qes_recorder *r, const struct qes_run_rec *run,
     int rc = check_run(s, run, "summary");
     if (rc)
         return rc;
-    if (!m || !m->measure || m->s.n_budget > QES_BUDGET_MAX) {
+    int ph = m && m->kind == QES_REC_PHASOR;
+    if (!m || !m->measure || (!ph && m->kind != QES_REC_SCALAR) ||
+        (ph ? m->s.n_budget : m->v.n_budget) > QES_BUDGET_MAX) {
         snprintf(r->errmsg, sizeof r->errmsg,
-                 "%s: summary record without a measure or with %zu budget terms (at most %d)",
-                 r->target, m ? m->s.n_budget : 0, QES_BUDGET_MAX);
+                 "%s: summary record without a measure, of unknown kind, or with more than %d "
+                 "budget terms",
+                 r->target, QES_BUDGET_MAX);
         return QES_EINVAL;
     }
-    if (m->seq > INT64_MAX || m->s.n > INT64_MAX || m->n_excluded > INT64_MAX)
+    if (m->seq > INT64_MAX || (ph ? m->s.n : m->v.n) > INT64_MAX || m->n_excluded > INT64_MAX)
         return too_big(s, "summary");
     char flags[256];
     qes_flags_json(m->flags, flags, sizeof flags);
-    char *budget = qes_budget_json(&m->s);
+    char *budget;
+    if (ph) {
+        budget = qes_budget_json(&m->s);
+    } else {
+        /* qes_budget_json() reads only the budget of a phasor summary. */
+        struct qes_phasor_summary tmp = {.n_budget = m->v.n_budget};
+        memcpy(tmp.budget, m->v.budget, m->v.n_budget * sizeof tmp.budget[0]);
+        budget = qes_budget_json(&tmp);
+    }
     if (!budget) {
         snprintf(r->errmsg, sizeof r->errmsg, "%s: out of memory", r->target);
         return QES_ENOMEM;
@@ -647,7 +704,18 @@ static int schema_check(struct rec_sqlite *s)
             return sq_fail_msg(s, QES_EDB, msg);
         }
     }
-    return exec(s, schema_sql, "creating the tables");
+    if ((code = exec(s, schema_sql, "creating the tables")))
+        return code;
+    /* CREATE TABLE IF NOT EXISTS keeps an older layout as it is. */
+    if (sqlite3_exec(s->db, columns_sql, NULL, NULL, NULL) != SQLITE_OK) {
+        char msg[600];
+        snprintf(msg, sizeof msg,
+                 "its tables lack columns of this qes (%.300s): written by a pre-release qes; "
+                 "record into another file",
+                 sqlite3_errmsg(s->db));
+        return sq_fail_msg(s, QES_EDB, msg);
+    }
+    return 0;
 }
 
 int qes_rec_sqlite_open(const char *target, struct qes_recorder **out, char *err, size_t errlen)

@@ -63,8 +63,77 @@ static struct qes_block_rec test_block(void)
             .r = 0.1,
             .phase_rad = -3.141592653589793,
             .flags = QES_FLAG_GAP | QES_FLAG_PARTIAL,
+            .enbw_hz = 1500, /* Hann window over 48 samples at 48 kHz: 1.5 fs / N */
+            .thd = NAN,
+            .sinad_db = NAN,
+            .sfdr_db = NAN,
     };
     return b;
+}
+
+/* A DC reversal group (scalar method), 20 ms of 48 kHz samples starting 60 ms
+ * after sample 0.  The phasor, enbw and quality fields hold values that a
+ * scalar record must not show. */
+static struct qes_block_rec test_scalar_block(void)
+{
+    struct qes_block_rec b = {
+            .measure = "zener",
+            .channel = "nvm",
+            .unit = "V",
+            .kind = QES_REC_SCALAR,
+            .harmonic = 0,
+            .seq = 5,
+            .sample_start = 2880,
+            .n_samples = 960,
+            .t_ns = 1795743206183456789LL,
+            .freq_hz = 50,
+            .x = 1,
+            .y = 2,
+            .r = 3,
+            .phase_rad = 0.5,
+            .value = 9.99998712,
+            .u = 2.1e-7,
+            .enbw_hz = 25,
+            .thd = 0.01,
+            .sinad_db = 40,
+            .sfdr_db = 50,
+            .flags = QES_FLAG_SETTLING,
+    };
+    return b;
+}
+
+/* The summary of 40 reversal groups, with phasor fields that must not show. */
+static struct qes_summary_rec test_scalar_summary(void)
+{
+    struct qes_summary_rec m = {
+            .measure = "zener",
+            .channel = "nvm",
+            .unit = "V",
+            .kind = QES_REC_SCALAR,
+            .harmonic = 3,
+            .seq = 1,
+            .freq_hz = 50,
+            .n_excluded = 2,
+            .flags = QES_FLAG_EXCLUDED,
+    };
+    m.s.n = 7;
+    m.s.x = m.s.y = m.s.r = m.s.u_r = m.s.U_r = 1;
+    m.s.dof = 6;
+    m.s.k = 2.4;
+    m.s.coverage = 0.99;
+    m.s.budget[0] = (struct qes_budget_term){"phasor", 1, 6};
+    m.s.n_budget = 1;
+    m.v.n = 40;
+    m.v.value = 9.99998712;
+    m.v.u = 3.2e-8;
+    m.v.dof = 39;
+    m.v.k = 2.0226909117347285;
+    m.v.U = 6.4726e-8;
+    m.v.coverage = 0.95;
+    m.v.budget[0] = (struct qes_budget_term){"typeA", 3e-8, 39};
+    m.v.budget[1] = (struct qes_budget_term){"vref", 1.1e-8, INFINITY};
+    m.v.n_budget = 2;
+    return m;
 }
 
 static struct qes_summary_rec test_summary(void)
@@ -110,8 +179,23 @@ static const char block_json[] =
         "{\"type\":\"block\",\"run\":\"" RUN_ID "\",\"measure\":\"fund\",\"channel\":\"dut\","
         "\"harmonic\":1,\"seq\":3,\"sample_start\":144,\"n_samples\":48,"
         "\"t\":\"2026-11-27T01:33:26.126456789Z\",\"freq_hz\":1000,\"x\":0.75,\"y\":-0.25,"
-        "\"r\":0.10000000000000001,\"phase_rad\":-3.1415926535897931,\"unit\":\"V\","
-        "\"flags\":[\"gap\",\"partial\"]}";
+        "\"r\":0.10000000000000001,\"phase_rad\":-3.1415926535897931,\"enbw_hz\":1500,"
+        "\"unit\":\"V\",\"flags\":[\"gap\",\"partial\"]}";
+
+static const char scalar_block_json[] =
+        "{\"type\":\"block\",\"run\":\"" RUN_ID "\",\"measure\":\"zener\",\"channel\":\"nvm\","
+        "\"seq\":5,\"sample_start\":2880,\"n_samples\":960,"
+        "\"t\":\"2026-11-27T01:33:26.183456789Z\",\"value\":9.9999871200000001,"
+        "\"u\":2.1e-07,\"unit\":\"V\",\"flags\":[\"settling\"]}";
+
+static const char scalar_summary_json[] =
+        "{\"type\":\"summary\",\"run\":\"" RUN_ID "\",\"measure\":\"zener\",\"channel\":\"nvm\","
+        "\"seq\":1,\"n_blocks\":40,\"n_excluded\":2,\"value\":9.9999871200000001,"
+        "\"u\":3.2000000000000002e-08,\"dof\":39,\"k\":2.0226909117347285,"
+        "\"U\":6.4725999999999993e-08,\"coverage\":0.94999999999999996,\"unit\":\"V\","
+        "\"budget\":[{\"name\":\"typeA\",\"u\":2.9999999999999997e-08,\"dof\":39},"
+        "{\"name\":\"vref\",\"u\":1.0999999999999999e-08,\"dof\":null}],"
+        "\"flags\":[\"excluded\"]}";
 
 static const char summary_json[] =
         "{\"type\":\"summary\",\"run\":\"" RUN_ID "\",\"measure\":\"fund\",\"channel\":\"dut\","
@@ -202,11 +286,156 @@ Test(json, summary_record_exact_nan_and_inf_are_null)
     free(s);
 }
 
+/* Format a block record into a malloc'd string; rc from qes_block_json. */
+static char *block_text(const struct qes_block_rec *b, int *rc)
+{
+    struct qes_run_rec run = test_run();
+    struct mstream ms;
+    FILE *f = ms_open(&ms);
+    *rc = qes_block_json(f, &run, b);
+    return ms_close(&ms, f);
+}
+
+Test(json, scalar_block_exact)
+{
+    struct qes_block_rec b = test_scalar_block();
+    int rc;
+    char *s = block_text(&b, &rc);
+    cr_assert_eq(rc, 0);
+    cr_assert_str_eq(s, scalar_block_json);
+    free(s);
+    /* A scalar block without a value (a gap inside the group). */
+    b.value = NAN;
+    b.u = INFINITY;
+    s = block_text(&b, &rc);
+    cr_assert_eq(rc, 0);
+    cr_assert_not_null(strstr(s, ",\"value\":null,\"u\":null,\"unit\":\"V\","), "%s", s);
+    free(s);
+}
+
+Test(json, scalar_summary_exact)
+{
+    struct qes_run_rec run = test_run();
+    struct qes_summary_rec m = test_scalar_summary();
+    int rc;
+    struct mstream ms;
+    FILE *f = ms_open(&ms);
+    rc = qes_summary_json(f, &run, &m);
+    char *s = ms_close(&ms, f);
+    cr_assert_eq(rc, 0);
+    cr_assert_str_eq(s, scalar_summary_json);
+    free(s);
+    /* Infinite dof is null; the budget checked is the scalar one. */
+    m.v.dof = INFINITY;
+    m.v.n_budget = 0;
+    m.s.n_budget = QES_BUDGET_MAX + 1; /* ignored for a scalar summary */
+    f = ms_open(&ms);
+    rc = qes_summary_json(f, &run, &m);
+    s = ms_close(&ms, f);
+    cr_assert_eq(rc, 0);
+    cr_assert_not_null(strstr(s, ",\"dof\":null,"), "%s", s);
+    cr_assert_not_null(strstr(s, ",\"budget\":[],"), "%s", s);
+    free(s);
+    m.v.n_budget = QES_BUDGET_MAX + 1;
+    f = ms_open(&ms);
+    rc = qes_summary_json(f, &run, &m);
+    s = ms_close(&ms, f);
+    cr_assert_eq(rc, QES_EINVAL);
+    cr_assert_str_eq(s, "");
+    free(s);
+}
+
+/* The quality figures appear only when at least one was computed, and then
+ * all three, in a fixed order, so that the line shape stays predictable. */
+Test(json, quality_only_when_finite)
+{
+    struct qes_block_rec b = test_block();
+    int rc;
+    char *s = block_text(&b, &rc);
+    cr_assert_eq(rc, 0);
+    cr_assert_null(strstr(s, "thd"), "%s", s);
+    cr_assert_null(strstr(s, "sinad"), "%s", s);
+    cr_assert_null(strstr(s, "sfdr"), "%s", s);
+    free(s);
+    /* infinities count as not computed, too */
+    b.thd = INFINITY;
+    b.sfdr_db = -INFINITY;
+    s = block_text(&b, &rc);
+    cr_assert_null(strstr(s, "thd"), "%s", s);
+    free(s);
+
+    static const struct {
+        double thd, sinad_db, sfdr_db;
+        const char *text;
+    } t[] = {
+            {0.0012, NAN, NAN, "\"thd\":0.0011999999999999999,\"sinad_db\":null,\"sfdr_db\":null"},
+            {NAN, -62.5, NAN, "\"thd\":null,\"sinad_db\":-62.5,\"sfdr_db\":null"},
+            {NAN, NAN, 71.25, "\"thd\":null,\"sinad_db\":null,\"sfdr_db\":71.25"},
+            {0, 60, 71.25, "\"thd\":0,\"sinad_db\":60,\"sfdr_db\":71.25"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        b = test_block();
+        b.thd = t[i].thd;
+        b.sinad_db = t[i].sinad_db;
+        b.sfdr_db = t[i].sfdr_db;
+        s = block_text(&b, &rc);
+        cr_assert_eq(rc, 0);
+        char want[300];
+        snprintf(want, sizeof want,
+                 ",\"phase_rad\":-3.1415926535897931,\"enbw_hz\":1500,%s,"
+                 "\"unit\":\"V\",",
+                 t[i].text);
+        cr_assert_not_null(strstr(s, want), "case %zu: %s", i, s);
+        json_error_t e;
+        json_t *j = json_loads(s, 0, &e);
+        cr_assert_not_null(j, "%s", e.text);
+        cr_assert_eq(json_object_size(j), 20, "%s", s);
+        json_decref(j);
+        free(s);
+    }
+}
+
+Test(json, enbw_null_when_not_given)
+{
+    struct qes_block_rec b = test_block();
+    b.enbw_hz = NAN;
+    int rc;
+    char *s = block_text(&b, &rc);
+    cr_assert_eq(rc, 0);
+    cr_assert_not_null(strstr(s, ",\"phase_rad\":-3.1415926535897931,\"enbw_hz\":null,"
+                                 "\"unit\":\"V\","),
+                       "%s", s);
+    free(s);
+}
+
+/* A record of a kind the formatters do not know writes nothing. */
+Test(json, unknown_kind_is_refused)
+{
+    struct qes_run_rec run = test_run();
+    struct qes_block_rec b = test_block();
+    struct qes_summary_rec m = test_summary();
+    b.kind = (enum qes_rec_kind)2;
+    m.kind = (enum qes_rec_kind)2;
+    int rc;
+    char *s = block_text(&b, &rc);
+    cr_assert_eq(rc, QES_EINVAL);
+    cr_assert_str_eq(s, "");
+    free(s);
+    struct mstream ms;
+    FILE *f = ms_open(&ms);
+    rc = qes_summary_json(f, &run, &m);
+    s = ms_close(&ms, f);
+    cr_assert_eq(rc, QES_EINVAL);
+    cr_assert_str_eq(s, "");
+    free(s);
+}
+
 /* An independent parser (jansson) reads the three records back. */
 Test(json, records_parse_with_jansson)
 {
-    const char *texts[] = {run_json, block_json, summary_json};
-    for (size_t i = 0; i < 3; i++) {
+    const char *texts[] = {run_json, block_json, summary_json, scalar_block_json,
+                           scalar_summary_json};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         json_error_t e;
         json_t *j = json_loads(texts[i], 0, &e);
         cr_assert_not_null(j, "record %zu: %s", i, e.text);
@@ -217,6 +446,18 @@ Test(json, records_parse_with_jansson)
     cr_assert(json_is_null(json_object_get(j, "dof")));
     cr_assert(json_is_null(json_object_get(j, "y")));
     cr_assert_eq(json_real_value(json_object_get(j, "k")), 1.96);
+    json_decref(j);
+    /* Scalar records carry value/u, never a harmonic or a phasor. */
+    j = json_loads(scalar_summary_json, 0, NULL);
+    cr_assert_eq(json_real_value(json_object_get(j, "U")), 6.4726e-8);
+    cr_assert_eq(json_integer_value(json_object_get(j, "n_blocks")), 40);
+    cr_assert_null(json_object_get(j, "harmonic"));
+    cr_assert_null(json_object_get(j, "U_r"));
+    json_decref(j);
+    j = json_loads(scalar_block_json, 0, NULL);
+    cr_assert_eq(json_real_value(json_object_get(j, "value")), 9.99998712);
+    cr_assert_null(json_object_get(j, "x"));
+    cr_assert_null(json_object_get(j, "enbw_hz"));
     json_decref(j);
 }
 
@@ -311,8 +552,11 @@ Test(json, flags)
 #undef ALL_FLAGS
     size_t n = qes_flags_json(all, buf, sizeof buf);
     cr_assert_str_eq(buf, "[\"gap\",\"clip\",\"settling\",\"overrange\",\"unlocked\",\"partial\","
-                          "\"few_blocks\",\"excluded\"]");
+                          "\"few_blocks\",\"excluded\",\"quality\"]");
     cr_assert_eq(n, strlen(buf));
+    cr_assert_eq(QES_FLAG_QUALITY, 1u << 8);
+    qes_flags_json(QES_FLAG_QUALITY, buf, sizeof buf);
+    cr_assert_str_eq(buf, "[\"quality\"]");
     /* A bit without a name still shows. */
     qes_flags_json(QES_FLAG_CLIP | 1u << 12, buf, sizeof buf);
     cr_assert_str_eq(buf, "[\"clip\",\"bit12\"]");
@@ -389,11 +633,22 @@ static void write_three(struct qes_recorder *r)
     cr_assert_eq(r->ops->summary(r, &run, &m), 0, "%s", r->errmsg);
 }
 
+/* A scalar block and a scalar summary, after write_three. */
+static void write_scalar(struct qes_recorder *r)
+{
+    struct qes_run_rec run = test_run();
+    struct qes_block_rec b = test_scalar_block();
+    struct qes_summary_rec m = test_scalar_summary();
+    cr_assert_eq(r->ops->block(r, &run, &b), 0, "%s", r->errmsg);
+    cr_assert_eq(r->ops->summary(r, &run, &m), 0, "%s", r->errmsg);
+}
+
 Test(jsonl, file_exact_and_deterministic)
 {
     const char *dir = qes_test_tmpdir();
     char expect[4096];
-    snprintf(expect, sizeof expect, "%s\n%s\n%s\n", run_json, block_json, summary_json);
+    snprintf(expect, sizeof expect, "%s\n%s\n%s\n%s\n%s\n", run_json, block_json, summary_json,
+             scalar_block_json, scalar_summary_json);
     char *first = NULL;
     for (int pass = 0; pass < 2; pass++) {
         char *path = path_in(dir, pass ? "b.jsonl" : "a.jsonl");
@@ -402,6 +657,7 @@ Test(jsonl, file_exact_and_deterministic)
         cr_assert_eq(qes_recorder_open(path, &r, err, sizeof err), 0, "%s", err);
         cr_assert_str_eq(r->ops->name, "jsonl");
         write_three(r);
+        write_scalar(r);
         cr_assert_eq(r->ops->close(r, 0), 0, "%s", r->errmsg);
         qes_recorder_destroy(r);
         size_t len;
@@ -461,6 +717,16 @@ ParameterizedTest(struct sink_name *p, jsonl, order_of_records)
     struct qes_run_rec other = run;
     other.id[0] = '1';
     cr_assert_eq(r->ops->block(r, &other, &b), QES_EINVAL, "a block of another run");
+    b.kind = (enum qes_rec_kind)2;
+    cr_assert_eq(r->ops->block(r, &run, &b), QES_EINVAL, "a block of unknown kind");
+    cr_assert_not_null(strstr(r->errmsg, "unknown kind"), "%s", r->errmsg);
+    m.kind = (enum qes_rec_kind)2;
+    cr_assert_eq(r->ops->summary(r, &run, &m), QES_EINVAL, "a summary of unknown kind");
+    cr_assert_not_null(strstr(r->errmsg, "unknown kind"), "%s", r->errmsg);
+    m = test_scalar_summary();
+    m.v.n_budget = QES_BUDGET_MAX + 1;
+    cr_assert_eq(r->ops->summary(r, &run, &m), QES_EINVAL, "too many scalar budget terms");
+    b = test_block();
     b.measure = NULL;
     cr_assert_eq(r->ops->block(r, &run, &b), QES_EINVAL, "a block without a measure");
     cr_assert_eq(r->ops->close(r, 0), 0, "%s", r->errmsg);
@@ -525,8 +791,10 @@ TestSuite(csv, .timeout = 120);
 
 #define CSV_HEADER_ROW                                                                        \
     "type,run,measure,channel,harmonic,seq,sample_start,n_samples,t_utc,freq_hz[Hz],x[unit]," \
-    "y[unit],r[unit],phase_rad[rad],unit,n_blocks,n_excluded,u_x[unit],u_y[unit],u_r[unit],"  \
-    "u_phase_rad[rad],dof,k,U_r[unit],coverage,flags"
+    "y[unit],r[unit],phase_rad[rad],value[unit],u[unit],unit,n_blocks,n_excluded,u_x[unit],"  \
+    "u_y[unit],u_r[unit],u_phase_rad[rad],dof,k,U_r[unit],U[unit],coverage,enbw_hz[Hz],thd,"  \
+    "sinad_db[dB],sfdr_db[dB],flags"
+#define CSV_COLUMNS 33
 
 /* Split one CSV line (RFC 4180) into fields, in place; returns the count. */
 static size_t csv_split(char *line, char **fields, size_t max)
@@ -572,11 +840,17 @@ Test(csv, comments_header_rows)
     cr_assert_eq(qes_recorder_open(path, &r, err, sizeof err), 0, "%s", err);
     cr_assert_str_eq(r->ops->name, "csv");
     write_three(r);
+    write_scalar(r);
     struct qes_run_rec run = test_run();
     struct qes_block_rec b = test_block();
     b.measure = "a,\"b";
     b.x = NAN;
     b.flags = 0;
+    b.thd = 0.0012;
+    b.sfdr_db = 71.25;
+    cr_assert_eq(r->ops->block(r, &run, &b), 0, "%s", r->errmsg);
+    b = test_block();
+    b.flags = QES_FLAG_QUALITY | QES_FLAG_CLIP;
     cr_assert_eq(r->ops->block(r, &run, &b), 0, "%s", r->errmsg);
     cr_assert_eq(r->ops->close(r, 0), 0, "%s", r->errmsg);
     qes_recorder_destroy(r);
@@ -606,32 +880,51 @@ Test(csv, comments_header_rows)
     size_t h = 0;
     while (h < n && lines[h][0] == '#')
         h++;
-    cr_assert_eq(n, h + 4, "header and three rows after %zu comment lines", h);
+    cr_assert_eq(n, h + 7, "header and six rows after %zu comment lines", h);
     cr_assert_str_eq(lines[h], CSV_HEADER_ROW);
+    /* phasor block: enbw given, quality not computed */
     cr_assert_str_eq(lines[h + 1],
-                     "block," RUN_ID
-                     ",fund,dut,1,3,144,48,2026-11-27T01:33:26.126456789Z,1000,0.75,"
-                     "-0.25,0.10000000000000001,-3.1415926535897931,V,,,,,,,,,,,gap;partial");
+                     "block," RUN_ID ",fund,dut,1,3,144,48,2026-11-27T01:33:26.126456789Z,1000,"
+                     "0.75,-0.25,0.10000000000000001,-3.1415926535897931,,,V,,,,,,,,,,,,1500,,,,"
+                     "gap;partial");
     cr_assert_str_eq(lines[h + 2],
-                     "summary," RUN_ID ",fund,dut,2,0,,,,2000,0.5,,1e-300,-0,V,200,1,,,"
-                     "2.5000000000000002e-06,0.33333333333333331,,1.96,4.9406564584124654e-324,"
-                     "0.94999999999999996,few_blocks;excluded");
+                     "summary," RUN_ID ",fund,dut,2,0,,,,2000,0.5,,1e-300,-0,,,V,200,1,,,"
+                     "2.5000000000000002e-06,0.33333333333333331,,1.96,4.9406564584124654e-324,,"
+                     "0.94999999999999996,,,,,few_blocks;excluded");
+    /* scalar rows: no harmonic, no freq_hz, no phasor, enbw or quality */
     cr_assert_str_eq(lines[h + 3],
+                     "block," RUN_ID ",zener,nvm,,5,2880,960,2026-11-27T01:33:26.183456789Z,,,,,,"
+                     "9.9999871200000001,2.1e-07,V,,,,,,,,,,,,,,,,settling");
+    cr_assert_str_eq(lines[h + 4], "summary," RUN_ID ",zener,nvm,,1,,,,,,,,,9.9999871200000001,"
+                                   "3.2000000000000002e-08,V,40,2,,,,,39,2.0226909117347285,,"
+                                   "6.4725999999999993e-08,0.94999999999999996,,,,,excluded");
+    cr_assert_str_eq(lines[h + 5],
                      "block," RUN_ID ",\"a,\"\"b\",dut,1,3,144,48,2026-11-27T01:33:26.126456789Z,"
-                     "1000,,-0.25,0.10000000000000001,-3.1415926535897931,V,,,,,,,,,,,");
+                     "1000,,-0.25,0.10000000000000001,-3.1415926535897931,,,V,,,,,,,,,,,,1500,"
+                     "0.0011999999999999999,,71.25,");
+    cr_assert_str_eq(lines[h + 6],
+                     "block," RUN_ID ",fund,dut,1,3,144,48,2026-11-27T01:33:26.126456789Z,1000,"
+                     "0.75,-0.25,0.10000000000000001,-3.1415926535897931,,,V,,,,,,,,,,,,1500,,,,"
+                     "clip;quality");
 
-    /* Parse back: every row has the header's 26 fields, and a number reads
+    /* Parse back: every row has the header's fields, and a number reads
      * back to the very same double. */
-    char *hdr[32], *row[32];
-    cr_assert_eq(csv_split(lines[h], hdr, 32), 26);
-    for (size_t i = 1; i <= 3; i++) {
+    char *hdr[40], *row[40];
+    cr_assert_eq(csv_split(lines[h], hdr, 40), CSV_COLUMNS);
+    for (size_t i = 1; i <= 6; i++) {
         char *copy = strdup(lines[h + i]);
-        cr_assert_eq(csv_split(copy, row, 32), 26, "row %zu", i);
+        cr_assert_eq(csv_split(copy, row, 40), CSV_COLUMNS, "row %zu", i);
         free(copy);
     }
-    csv_split(lines[h + 3], row, 32);
+    csv_split(lines[h + 5], row, 40);
     cr_assert_str_eq(row[2], "a,\"b");
-    csv_split(lines[h + 1], row, 32);
+    cr_assert_str_eq(hdr[29], "thd");
+    cr_assert_str_eq(row[29], "0.0011999999999999999");
+    csv_split(lines[h + 3], row, 40);
+    cr_assert_str_eq(hdr[14], "value[unit]");
+    double v_back = strtod(row[14], NULL), v_true = 9.99998712;
+    cr_assert_eq(memcmp(&v_back, &v_true, sizeof v_back), 0);
+    csv_split(lines[h + 1], row, 40);
     cr_assert_str_eq(hdr[12], "r[unit]");
     double r_back = strtod(row[12], NULL), r_true = 0.1;
     cr_assert_eq(memcmp(&r_back, &r_true, sizeof r_back), 0);
@@ -771,6 +1064,18 @@ Test(sqlite, rows_nulls_unique_wal)
     cr_assert_str_eq(t, "2026-11-27T01:33:26.126456789Z");
     free(t);
     cr_assert_eq(q_int(db, "SELECT sample_start FROM blocks WHERE seq = 2"), 96);
+    /* phasor rows: kind, enbw given, no quality figures, no scalar value */
+    cr_assert_eq(q_int(db, "SELECT count(*) FROM blocks WHERE kind = 'phasor'"), 3);
+    cr_assert_eq(q_real(db, "SELECT enbw_hz FROM blocks WHERE seq = 0"), 1500);
+    cr_assert_eq(q_int(db, "SELECT count(*) FROM blocks WHERE thd IS NULL AND sinad_db IS NULL"
+                           " AND sfdr_db IS NULL AND value IS NULL AND u IS NULL"),
+                 3);
+    t = q_text(db, "SELECT kind FROM summaries");
+    cr_assert_str_eq(t, "phasor");
+    free(t);
+    cr_assert_eq(q_int(db, "SELECT value IS NULL AND u IS NULL AND U_expanded IS NULL"
+                           " FROM summaries"),
+                 1);
     /* summary: infinite dof and NaN -> NULL, budget JSON */
     cr_assert_eq(q_int(db, "SELECT dof IS NULL AND y IS NULL AND u_x IS NULL AND u_y IS NULL"
                            " FROM summaries"),
@@ -798,6 +1103,216 @@ Test(sqlite, rows_nulls_unique_wal)
                       NULL, NULL, NULL);
     cr_assert_eq(rc, SQLITE_CONSTRAINT_UNIQUE, "%s", sqlite3_errmsg(db));
     sqlite3_close(db);
+    free(path);
+}
+
+/* run + the given blocks and summaries; returns the first failure. */
+static int write_records(const char *path, const struct qes_block_rec *b, size_t nb,
+                         const struct qes_summary_rec *m, size_t nm, char *errmsg, size_t errlen)
+{
+    struct qes_run_rec run = test_run();
+    struct qes_recorder *r = NULL;
+    char err[1024] = "";
+    cr_assert_eq(qes_recorder_open(path, &r, err, sizeof err), 0, "%s", err);
+    int rc = r->ops->run(r, &run);
+    for (size_t i = 0; i < nb && !rc; i++)
+        rc = r->ops->block(r, &run, &b[i]);
+    for (size_t i = 0; i < nm && !rc; i++)
+        rc = r->ops->summary(r, &run, &m[i]);
+    snprintf(errmsg, errlen, "%.1000s", r->errmsg);
+    int crc = r->ops->close(r, 0);
+    qes_recorder_destroy(r);
+    return rc ? rc : crc;
+}
+
+Test(sqlite, scalar_rows)
+{
+    char *path = path_in(qes_test_tmpdir(), "scalar.db");
+    struct qes_block_rec b[2] = {test_scalar_block(), test_scalar_block()};
+    b[1].seq = 6;
+    b[1].harmonic = 4; /* not a field of scalar records: stored as 0 */
+    b[1].value = NAN;  /* a group without a value */
+    b[1].u = NAN;
+    struct qes_summary_rec m = test_scalar_summary();
+    char msg[1024];
+    cr_assert_eq(write_records(path, b, 2, &m, 1, msg, sizeof msg), 0, "%s", msg);
+    check_counts(path, 1, 2, 1);
+    sqlite3 *db = db_open_ro(path);
+    /* blocks: harmonic 0, no phasor, enbw or quality, the value exact */
+    cr_assert_eq(q_int(db, "SELECT count(*) FROM blocks WHERE kind = 'scalar' AND harmonic = 0"
+                           " AND freq_hz IS NULL AND x IS NULL AND y IS NULL AND r IS NULL"
+                           " AND phase_rad IS NULL AND enbw_hz IS NULL AND thd IS NULL"
+                           " AND sinad_db IS NULL AND sfdr_db IS NULL"),
+                 2);
+    cr_assert_eq(q_real(db, "SELECT value FROM blocks WHERE seq = 5"), 9.99998712);
+    cr_assert_eq(q_real(db, "SELECT u FROM blocks WHERE seq = 5"), 2.1e-7);
+    cr_assert_eq(q_int(db, "SELECT value IS NULL AND u IS NULL FROM blocks WHERE seq = 6"), 1);
+    cr_assert_eq(q_int(db, "SELECT n_samples FROM blocks WHERE seq = 5"), 960);
+    char *t = q_text(db, "SELECT flags FROM blocks WHERE seq = 5");
+    cr_assert_str_eq(t, "[\"settling\"]");
+    free(t);
+    /* summary: value, u, U_expanded, dof, k, coverage, the scalar budget */
+    cr_assert_eq(q_int(db, "SELECT kind = 'scalar' AND harmonic = 0 AND freq_hz IS NULL"
+                           " AND x IS NULL AND r IS NULL AND u_x IS NULL AND u_r IS NULL"
+                           " AND u_phase_rad IS NULL AND U_r_expanded IS NULL FROM summaries"),
+                 1);
+    cr_assert_eq(q_real(db, "SELECT value FROM summaries"), 9.99998712);
+    cr_assert_eq(q_real(db, "SELECT u FROM summaries"), 3.2e-8);
+    cr_assert_eq(q_real(db, "SELECT U_expanded FROM summaries"), 6.4726e-8);
+    cr_assert_eq(q_real(db, "SELECT dof FROM summaries"), 39);
+    cr_assert_eq(q_real(db, "SELECT k FROM summaries"), 2.0226909117347285);
+    cr_assert_eq(q_real(db, "SELECT coverage FROM summaries"), 0.95);
+    cr_assert_eq(q_int(db, "SELECT n_blocks FROM summaries"), 40);
+    cr_assert_eq(q_int(db, "SELECT n_excluded FROM summaries"), 2);
+    t = q_text(db, "SELECT budget FROM summaries");
+    cr_assert_str_eq(t, "[{\"name\":\"typeA\",\"u\":2.9999999999999997e-08,\"dof\":39},"
+                        "{\"name\":\"vref\",\"u\":1.0999999999999999e-08,\"dof\":null}]");
+    free(t);
+    t = q_text(db, "SELECT flags FROM summaries");
+    cr_assert_str_eq(t, "[\"excluded\"]");
+    free(t);
+    sqlite3_close(db);
+
+    /* The key is (run, measure, 0, seq) for scalar rows, for any writer. */
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_extended_result_codes(db, 1);
+    int rc = sqlite3_exec(db,
+                          "INSERT INTO blocks(run, measure, kind, harmonic, seq) VALUES('" RUN_ID
+                          "', 'zener', 'scalar', 0, 5)",
+                          NULL, NULL, NULL);
+    cr_assert_eq(rc, SQLITE_CONSTRAINT_UNIQUE, "%s", sqlite3_errmsg(db));
+    rc = sqlite3_exec(db,
+                      "INSERT INTO blocks(run, measure, kind, harmonic, seq) VALUES('" RUN_ID
+                      "', 'zener', 'vector', 0, 7)",
+                      NULL, NULL, NULL);
+    cr_assert_eq(rc, SQLITE_CONSTRAINT_CHECK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+    free(path);
+}
+
+/* A block's quality figures go to their columns, each NULL when not computed. */
+Test(sqlite, quality_columns)
+{
+    char *path = path_in(qes_test_tmpdir(), "quality.db");
+    struct qes_block_rec b[2] = {test_block(), test_block()};
+    b[0].seq = 0;
+    b[0].thd = 0.0012;
+    b[0].sinad_db = -62.5;
+    b[0].flags = QES_FLAG_QUALITY;
+    b[1].seq = 1;
+    b[1].sfdr_db = 71.25;
+    b[1].enbw_hz = NAN;
+    char msg[1024];
+    cr_assert_eq(write_records(path, b, 2, NULL, 0, msg, sizeof msg), 0, "%s", msg);
+    sqlite3 *db = db_open_ro(path);
+    cr_assert_eq(q_real(db, "SELECT thd FROM blocks WHERE seq = 0"), 0.0012);
+    cr_assert_eq(q_real(db, "SELECT sinad_db FROM blocks WHERE seq = 0"), -62.5);
+    cr_assert_eq(q_int(db, "SELECT sfdr_db IS NULL FROM blocks WHERE seq = 0"), 1);
+    cr_assert_eq(q_real(db, "SELECT sfdr_db FROM blocks WHERE seq = 1"), 71.25);
+    cr_assert_eq(q_int(db, "SELECT thd IS NULL AND sinad_db IS NULL AND enbw_hz IS NULL"
+                           " FROM blocks WHERE seq = 1"),
+                 1);
+    char *t = q_text(db, "SELECT flags FROM blocks WHERE seq = 0");
+    cr_assert_str_eq(t, "[\"quality\"]");
+    free(t);
+    sqlite3_close(db);
+    free(path);
+}
+
+/* Replaying a spool with scalar records and quality figures is a no-op; a
+ * difference in any of the new columns is refused, not silently kept. */
+struct replay_change {
+    char what[16];
+};
+
+ParameterizedTestParameters(sqlite, replay_compares_new_columns)
+{
+    static struct replay_change c[] = {{"value"}, {"u"},        {"sum_value"},  {"sum_u"},
+                                       {"sum_U"}, {"sum_dof"},  {"sum_budget"}, {"enbw_hz"},
+                                       {"thd"},   {"sinad_db"}, {"sfdr_db"},    {"kind"}};
+    return cr_make_param_array(struct replay_change, c, sizeof c / sizeof c[0]);
+}
+
+ParameterizedTest(struct replay_change *p, sqlite, replay_compares_new_columns)
+{
+    char *path = path_in(qes_test_tmpdir(), "replay.db");
+    const char *w = p->what;
+    struct qes_block_rec b[2] = {test_block(), test_scalar_block()};
+    b[0].thd = 0.0012;
+    b[0].sinad_db = -62.5;
+    b[0].sfdr_db = 71.25;
+    if (!strcmp(w, "kind"))
+        b[1].value = b[1].u = NAN; /* so that only the kind can differ */
+    struct qes_summary_rec m[2] = {test_summary(), test_scalar_summary()};
+    char msg[1024];
+    cr_assert_eq(write_records(path, b, 2, m, 2, msg, sizeof msg), 0, "%s", msg);
+    cr_assert_eq(write_records(path, b, 2, m, 2, msg, sizeof msg), 0, "%s", msg);
+    check_counts(path, 1, 2, 2);
+
+    const char *kind = "block";
+    if (!strcmp(w, "value"))
+        b[1].value = nextafter(b[1].value, 0);
+    else if (!strcmp(w, "u"))
+        b[1].u = NAN;
+    else if (!strcmp(w, "enbw_hz"))
+        b[0].enbw_hz = 1500.5;
+    else if (!strcmp(w, "thd"))
+        b[0].thd = NAN;
+    else if (!strcmp(w, "sinad_db"))
+        b[0].sinad_db = -62.25;
+    else if (!strcmp(w, "sfdr_db"))
+        b[0].sfdr_db = 71;
+    else if (!strcmp(w, "kind")) {
+        /* a phasor block without a value on the key of the scalar one */
+        b[1].kind = QES_REC_PHASOR;
+        b[1].freq_hz = b[1].x = b[1].y = b[1].r = b[1].phase_rad = NAN;
+        b[1].enbw_hz = b[1].thd = b[1].sinad_db = b[1].sfdr_db = NAN;
+    } else {
+        kind = "summary";
+        if (!strcmp(w, "sum_value"))
+            m[1].v.value = 10;
+        else if (!strcmp(w, "sum_u"))
+            m[1].v.u = 3.3e-8;
+        else if (!strcmp(w, "sum_U"))
+            m[1].v.U = 6.5e-8;
+        else if (!strcmp(w, "sum_dof"))
+            m[1].v.dof = INFINITY;
+        else
+            m[1].v.budget[1].u = 1.2e-8;
+    }
+    int rc = write_records(path, b, 2, m, 2, msg, sizeof msg);
+    cr_assert_eq(rc, QES_EDB, "%s changed: %s", w, msg);
+    cr_assert_not_null(strstr(msg, "different values"), "%s", msg);
+    cr_assert_not_null(strstr(msg, kind), "%s", msg);
+    check_counts(path, 1, 2, 2);
+    free(path);
+}
+
+/* schema_version 1 of a pre-release qes lacked the kind/value/quality
+ * columns: say so instead of failing on a statement. */
+Test(sqlite, pre_release_layout_is_refused)
+{
+    char *path = path_in(qes_test_tmpdir(), "old.db");
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db,
+                              "CREATE TABLE meta(key TEXT PRIMARY KEY, value NOT NULL);"
+                              "INSERT INTO meta VALUES('schema_version', 1);"
+                              "CREATE TABLE blocks(run TEXT NOT NULL, measure TEXT NOT NULL,"
+                              " channel TEXT, harmonic INTEGER NOT NULL, seq INTEGER NOT NULL,"
+                              " sample_start INTEGER, n_samples INTEGER, t TEXT, freq_hz REAL,"
+                              " x REAL, y REAL, r REAL, phase_rad REAL, unit TEXT, flags TEXT,"
+                              " UNIQUE(run, measure, harmonic, seq));",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(db);
+    struct qes_recorder *r = NULL;
+    char err[1024] = "";
+    cr_assert_eq(qes_recorder_open(path, &r, err, sizeof err), QES_EDB);
+    cr_assert_null(r);
+    cr_assert_not_null(strstr(err, path), "%s", err);
+    cr_assert_not_null(strstr(err, "pre-release"), "%s", err);
+    cr_assert_not_null(strstr(err, "kind"), "%s", err);
     free(path);
 }
 
