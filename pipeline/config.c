@@ -76,9 +76,10 @@ const struct qes_option qes_options[] = {
          "(several harmonics: multi-harmonic fit); sinefit4 = the same with the frequency "
          "estimated; ipdft = interpolated DFT (Hann); demod = streaming dual-phase "
          "demodulator; reversal = DC polarity reversals; steps = AC-PJVS differential sampling"},
-        {QES_SEC_MEASURE, "freq_hz", QES_OPT_DOUBLE_AUTO, MS(freq_hz), "Hz", 1e-9, 1e10, NULL, NULL,
+        {QES_SEC_MEASURE, "freq_hz", QES_OPT_DOUBLE_AUTO, MS(freq_hz), "Hz", 0, 1e10, "0", NULL,
          "reference (fundamental) frequency, or auto to estimate it in every block (sinefit4, "
-         "ipdft); fft/dft need block_periods * fs / freq_hz to be an integer"},
+         "ipdft); required by every method but reversal; fft/dft need block_periods * fs / "
+         "freq_hz to be an integer"},
         {QES_SEC_MEASURE, "harmonics", QES_OPT_ULIST, MS_LIST(harmonics), "", 1, 1e6, "1", NULL,
          "harmonics of freq_hz to measure, comma-separated (1 = fundamental)"},
         {QES_SEC_MEASURE, "block_periods", QES_OPT_UINT, MS(block_periods), "periods", 1, 1e7, "10",
@@ -852,6 +853,13 @@ int qes_config_validate(const struct qes_config *cfg, char *err, size_t errlen)
                              where, m->line, m->name, m->harmonics[a]);
                     return QES_ECONFIG;
                 }
+        if (m->freq_hz == 0 && strcmp(m->method, "reversal")) {
+            qes_errf(err, errlen,
+                     "%s:%d: [measure.%s] freq_hz: required key missing (method %s needs the "
+                     "reference frequency)",
+                     where, m->line, m->name, m->method);
+            return QES_ECONFIG;
+        }
         int coherent = !strcmp(m->method, "fft") || !strcmp(m->method, "dft");
         int is_auto = m->freq_hz == QES_CFG_AUTO_D;
         if (is_auto && (coherent || !strcmp(m->method, "demod") || !strcmp(m->method, "steps") ||

@@ -3,6 +3,10 @@
 #include "common/utctime.h"
 #include "dsp/gum.h"
 #include "dsp/lockin.h"
+#include "dsp/sinefit.h"
+#include "dsp/steps.h"
+#include "dsp/reversal.h"
+#include "common/ratio.h"
 #include "dsp/window.h"
 
 #include <math.h>
@@ -413,6 +417,291 @@ static void lockin_destroy(struct meas *m)
     m->lockin = NULL;
 }
 
+/* ---- non-coherent methods: common block length and reference phase ------------ */
+
+/* Block length of a non-coherent method: block_samples, or block_periods
+ * periods of freq_hz rounded to whole samples. */
+static int noncoherent_samples(struct rt *rt, struct meas *m)
+{
+    const struct qes_cfg_measure *c = m->cfg;
+    if (c->block_samples) {
+        m->n = c->block_samples;
+        return 0;
+    }
+    long double x = roundl((long double)c->block_periods * rt->fs / c->freq_hz);
+    if (!(x >= 8) || x > 1e12L) {
+        qes_errf(rt->err, rt->errlen,
+                 "[measure.%s] block_periods: %u periods of %.17g Hz at %.17g Hz give %.0Lf "
+                 "samples; a block needs at least 8",
+                 c->name, c->block_periods, c->freq_hz, rt->fs, x);
+        return QES_ECONFIG;
+    }
+    m->n = (size_t)x;
+    return 0;
+}
+
+/*
+ * Reference phase 2 pi h f t0 (mod 2 pi) of the run sample `start`, exact in
+ * integers when f/fs is a ratio p/q (q <= 1e9), otherwise in long double
+ * (about 1e-19 relative to the number of cycles elapsed).
+ */
+static double ref_phase(double f_hz, double fs_hz, unsigned h, uint64_t start)
+{
+    uint64_t p, q;
+    if (qes_ratio_approx(f_hz / fs_hz, 1000000000u, 1e-15, &p, &q) == 0 && q > 0) {
+        uint64_t hp = qes_mulmod_u64(h, p, q);
+        uint64_t k = qes_mulmod_u64(hp, start % q, q);
+        return 2 * QES_PI * (double)k / (double)q;
+    }
+    long double cyc = (long double)h * f_hz * (long double)start / fs_hz;
+    cyc -= floorl(cyc);
+    return (double)(2 * 3.14159265358979323846264338327950288L * cyc);
+}
+
+/* Rotate a phasor given at the block's first sample to the run's origin. */
+static void to_run_origin(struct qes_phasor *ph, double theta)
+{
+    double c = cos(theta), sn = sin(theta);
+    double x = ph->x * c + ph->y * sn, y = ph->y * c - ph->x * sn;
+    ph->x = x;
+    ph->y = y;
+}
+
+static int estimate_freq(struct rt *rt, struct meas *m, double *f_hz);
+
+static int sinefit_create(struct rt *rt, struct meas *m)
+{
+    const struct qes_cfg_measure *c = m->cfg;
+    int rc = noncoherent_samples(rt, m);
+    if (rc)
+        return rc;
+    struct qes_sinefit_desc d = {
+            .n_max = m->n,
+            .fs_hz = rt->fs,
+            .kind = strcmp(c->method, "sinefit4") ? QES_SINEFIT_KNOWN_FREQ : QES_SINEFIT_FIT_FREQ,
+            .harmonics = c->harmonics,
+            .n_harmonics = c->n_harmonics,
+    };
+    rc = qes_sinefit_create(&d, (struct qes_sinefit **)&m->st);
+    if (rc) {
+        qes_errf(rt->err, rt->errlen,
+                 "[measure.%s]: cannot make a %s fit of %zu harmonic(s) over %zu samples: %s",
+                 c->name, c->method, c->n_harmonics, m->n, qes_strerror(rc));
+        return QES_ECONFIG;
+    }
+    return 0;
+}
+
+static int sinefit_block(struct rt *rt, struct meas *m, uint64_t start, struct block_out *o)
+{
+    const struct qes_cfg_measure *c = m->cfg;
+    struct qes_sinefit_result res;
+    double f0 = c->freq_hz;
+    if (c->freq_hz == QES_CFG_AUTO_D) {
+        int rc = estimate_freq(rt, m, &f0);
+        if (rc)
+            return rc;
+    }
+    int rc = qes_sinefit_execute(m->st, m->buf, m->n, f0, &res);
+    if (rc == QES_ERANGE) {
+        /* no convergence, or a degenerate block: a block without a value */
+        o->flags |= QES_FLAG_UNLOCKED;
+        for (size_t k = 0; k < c->n_harmonics; k++)
+            o->ph[k].x = o->ph[k].y = NAN;
+        return 0;
+    }
+    if (rc) {
+        qes_errf(rt->err, rt->errlen, "[measure.%s]: %s fit failed: %s", c->name, c->method,
+                 qes_strerror(rc));
+        return rc;
+    }
+    o->freq_hz = res.f_hz;
+    o->enbw_hz = rt->fs / (double)m->n; /* least squares over n samples: one bin */
+    for (size_t k = 0; k < c->n_harmonics; k++) {
+        o->ph[k].x = res.tone[k].x;
+        o->ph[k].y = res.tone[k].y;
+        if (c->freq_hz == QES_CFG_AUTO_D) {
+            /* no reference frequency: the amplitude only (phase at each block's start) */
+            o->ph[k].x = res.tone[k].r;
+            o->ph[k].y = 0;
+        } else {
+            to_run_origin(&o->ph[k], ref_phase(c->freq_hz, rt->fs, c->harmonics[k], start));
+        }
+    }
+    return 0;
+}
+
+static void sinefit_destroy(struct meas *m)
+{
+    qes_sinefit_destroy(m->st);
+    m->st = NULL;
+}
+
+/* ---- steps: AC-PJVS differential sampling ------------------------------------- */
+
+static int steps_create(struct rt *rt, struct meas *m)
+{
+    const struct qes_cfg_measure *c = m->cfg;
+    int rc = qes_block_samples(c, rt->fs, &m->n, rt->err, rt->errlen);
+    if (rc)
+        return rc;
+    int auto_mask = c->mask_after == QES_CFG_AUTO_U || c->mask_before == QES_CFG_AUTO_U;
+    struct qes_steps_desc d = {
+            .fs_hz = rt->fs,
+            .freq_hz = c->freq_hz,
+            .steps_per_period = c->steps_per_period,
+            .f_j_hz = c->f_j_hz,
+            .steps = c->steps,
+            .n_steps = c->n_steps,
+            .mask_after = auto_mask ? 0 : c->mask_after,
+            .mask_before = auto_mask ? 0 : c->mask_before,
+            .auto_mask = auto_mask,
+            .n = m->n,
+    };
+    rc = qes_steps_create(&d, (struct qes_steps **)&m->st);
+    if (rc) {
+        qes_errf(rt->err, rt->errlen,
+                 "[measure.%s] steps: cannot process %u steps per period of %.17g Hz at %.17g Hz "
+                 "(samples per step must be a whole number; masks must leave samples in every "
+                 "step; junction counts whole numbers): %s",
+                 c->name, c->steps_per_period, c->freq_hz, rt->fs, qes_strerror(rc));
+        return QES_ECONFIG;
+    }
+    return 0;
+}
+
+static int steps_block(struct rt *rt, struct meas *m, uint64_t start, struct block_out *o)
+{
+    (void)start;
+    struct qes_steps_result res;
+    int rc = qes_steps_execute(m->st, m->buf, &res);
+    if (rc) {
+        qes_errf(rt->err, rt->errlen, "[measure.%s]: steps processing failed: %s", m->cfg->name,
+                 qes_strerror(rc));
+        return rc;
+    }
+    o->value = res.rms;
+    o->u = res.u;
+    return 0;
+}
+
+static void steps_destroy(struct meas *m)
+{
+    qes_steps_destroy(m->st);
+    m->st = NULL;
+}
+
+/* ---- reversal: DC polarity reversals ------------------------------------------ */
+
+#define REV_OUT 16
+
+struct rev_state {
+    struct qes_reversal *r;
+    struct qes_reversal_group out[REV_OUT];
+    uint64_t t0_sample; /* a sample whose UTC is t0_ns */
+    int64_t t0_ns;
+};
+
+static int rev_create(struct rt *rt, struct meas *m)
+{
+    const struct qes_cfg_measure *c = m->cfg;
+    struct rev_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return QES_ENOMEM;
+    m->st = st;
+    struct qes_reversal_desc d = {
+            .fs_hz = rt->fs,
+            .half_period_s = c->half_period_s,
+            .settle_s = c->settle_s,
+    };
+    int rc = qes_reversal_pattern_parse(c->pattern, &d.pattern);
+    if (!rc)
+        rc = qes_reversal_create(&d, &st->r);
+    if (rc) {
+        qes_errf(rt->err, rt->errlen,
+                 "[measure.%s] settle_s: cannot process reversals with pattern %s, half period "
+                 "%.17g s and settling %.17g s at %.17g Hz (settling must be shorter than a "
+                 "half period): %s",
+                 c->name, c->pattern, c->half_period_s, c->settle_s, rt->fs, qes_strerror(rc));
+        return QES_ECONFIG;
+    }
+    return 0;
+}
+
+static int rev_emit(struct rt *rt, struct meas *m, size_t n_out)
+{
+    struct rev_state *st = m->st;
+    for (size_t i = 0; i < n_out; i++) {
+        const struct qes_reversal_group *g = &st->out[i];
+        unsigned flags = 0;
+        if (g->flags & QES_REVERSAL_GAP)
+            flags |= QES_FLAG_GAP;
+        if (g->flags & QES_REVERSAL_PARTIAL)
+            flags |= QES_FLAG_PARTIAL;
+        if (g->flags & (QES_REVERSAL_SHORT | QES_REVERSAL_SEQUENCE))
+            flags |= QES_FLAG_UNLOCKED;
+        count_flags(rt, flags);
+        int64_t ds = (int64_t)g->sample_start - (int64_t)st->t0_sample;
+        int64_t t = st->t0_ns + (int64_t)llroundl((long double)ds * 1e9L / rt->fs);
+        int rc = emit_scalar(rt, m, g->index, g->sample_start, g->n_samples, t, g->value, NAN,
+                             flags, flags == 0 && isfinite(g->value));
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int rev_feed(struct rt *rt, struct meas *m, const double *x, const double *pol, size_t n,
+                    uint64_t first, int64_t t_ns, int gap_before)
+{
+    struct rev_state *st = m->st;
+    st->t0_sample = first;
+    st->t0_ns = t_ns;
+    if (gap_before) {
+        int rc = qes_reversal_gap(st->r);
+        if (rc)
+            return rc;
+    }
+    size_t done = 0;
+    while (done < n) {
+        size_t n_out = 0;
+        int64_t used = qes_reversal_execute(st->r, x + done, pol ? pol + done : NULL, n - done,
+                                            first + done, st->out, REV_OUT, &n_out);
+        if (used < 0) {
+            qes_errf(rt->err, rt->errlen, "[measure.%s]: reversal processing failed: %s",
+                     m->cfg->name, qes_strerror((int)used));
+            return (int)used;
+        }
+        int rc = rev_emit(rt, m, n_out);
+        if (rc)
+            return rc;
+        done += (size_t)used;
+    }
+    return 0;
+}
+
+static int rev_finish(struct rt *rt, struct meas *m)
+{
+    struct rev_state *st = m->st;
+    size_t n_out = 0;
+    int rc = qes_reversal_finish(st->r, st->out, REV_OUT, &n_out);
+    if (rc) {
+        qes_errf(rt->err, rt->errlen, "[measure.%s]: reversal processing failed: %s", m->cfg->name,
+                 qes_strerror(rc));
+        return rc;
+    }
+    return rev_emit(rt, m, n_out);
+}
+
+static void rev_destroy(struct meas *m)
+{
+    struct rev_state *st = m->st;
+    if (st)
+        qes_reversal_destroy(st->r);
+    free(st);
+    m->st = NULL;
+}
+
 static const struct method methods[] = {
         {.name = "fft",
          .kind = QES_REC_PHASOR,
@@ -424,7 +713,39 @@ static const struct method methods[] = {
          .create = lockin_create,
          .block = lockin_block,
          .destroy = lockin_destroy},
+        {.name = "sinefit3",
+         .kind = QES_REC_PHASOR,
+         .create = sinefit_create,
+         .block = sinefit_block,
+         .destroy = sinefit_destroy},
+        {.name = "steps",
+         .kind = QES_REC_SCALAR,
+         .create = steps_create,
+         .block = steps_block,
+         .destroy = steps_destroy},
+        {.name = "reversal",
+         .kind = QES_REC_SCALAR,
+         .streaming = 1,
+         .create = rev_create,
+         .feed = rev_feed,
+         .finish = rev_finish,
+         .destroy = rev_destroy},
+        {.name = "sinefit4",
+         .kind = QES_REC_PHASOR,
+         .create = sinefit_create,
+         .block = sinefit_block,
+         .destroy = sinefit_destroy},
 };
+
+/* Frequency of the strongest tone of the block (freq_hz = auto). */
+static int estimate_freq(struct rt *rt, struct meas *m, double *f_hz)
+{
+    (void)m;
+    (void)f_hz;
+    qes_errf(rt->err, rt->errlen, "[measure.%s] freq_hz: auto is not available in this build",
+             m->cfg->name);
+    return QES_ECONFIG;
+}
 
 static const struct method *find_method(const char *name)
 {

@@ -5,6 +5,7 @@
  */
 #define _DEFAULT_SOURCE /* wait4 */
 #include "hw/sigmf.h"
+#include "tests/integration/itest.h"
 #include "tests/testutil.h"
 
 #include <criterion/criterion.h>
@@ -59,82 +60,13 @@ TestSuite(replay, .timeout = 300);
 TestSuite(replay_bad, .timeout = 300);
 TestSuite(run, .timeout = 300);
 
-static char g_dir[4096];
-
-static void make_dir(void)
-{
-    snprintf(g_dir, sizeof g_dir, "%s", qes_test_tmpdir());
-}
-
-static void cleanup_dir(void)
-{
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", g_dir);
-}
-
 /* Write the rig config and simulate it into DIR/NAME. */
 static void simulate(const char *name, unsigned adc_bits, unsigned seed, double noise,
                      double coverage)
 {
-    char ini[4200], text[4096], args[9000];
-    snprintf(ini, sizeof ini, "%s/%s.ini", g_dir, name);
+    char text[4096];
     snprintf(text, sizeof text, RIG_INI, adc_bits, seed, noise, coverage);
-    cr_assert_eq(qes_test_write(ini, text), 0);
-    snprintf(args, sizeof args, "simulate '%s' --out '%s/%s'", ini, g_dir, name);
-    char *err = NULL;
-    int st = qes_test_run(args, NULL, &err);
-    cr_assert_eq(st, 0, "simulate failed (%d): %s", st, err);
-    free(err);
-}
-
-/* Parse JSON Lines; returns an array of objects. */
-static json_t *parse_jsonl(const char *text)
-{
-    json_t *arr = json_array();
-    const char *p = text;
-    while (p && *p) {
-        const char *nl = strchr(p, '\n');
-        size_t len = nl ? (size_t)(nl - p) : strlen(p);
-        json_error_t e;
-        json_t *o = json_loadb(p, len, 0, &e);
-        cr_assert_not_null(o, "bad JSON line: %.*s (%s)", (int)len, p, e.text);
-        json_array_append_new(arr, o);
-        p = nl ? nl + 1 : NULL;
-    }
-    return arr;
-}
-
-static double num(const json_t *o, const char *key)
-{
-    json_t *v = json_object_get(o, key);
-    if (json_is_null(v))
-        return NAN;
-    cr_assert(json_is_number(v), "field %s is not a number", key);
-    return json_number_value(v);
-}
-
-static double wrap(double a)
-{
-    while (a > PI)
-        a -= 2 * PI;
-    while (a <= -PI)
-        a += 2 * PI;
-    return a;
-}
-
-/* Replay NAME with extra args into JSONL on stdout; returns stdout. */
-static char *replay_jsonl(const char *name, const char *extra, int expect_status)
-{
-    char args[20000];
-    snprintf(args, sizeof args, "replay '%s/%s.sigmf-meta' -o - -q %s", g_dir, name,
-             extra ? extra : "");
-    char *out = NULL, *err = NULL;
-    int st = qes_test_run(args, &out, &err);
-    cr_assert_eq(st, expect_status, "replay exit %d, expected %d: %s", st, expect_status, err);
-    free(err);
-    return out;
+    itest_simulate(name, text);
 }
 
 /*
@@ -148,13 +80,13 @@ static char *replay_jsonl(const char *name, const char *extra, int expect_status
  */
 static void check_noise_free(const char *method, const char *window)
 {
-    make_dir();
+    itest_dir_make();
     simulate("clean", 0, 1, 0.0, 0.95);
     char extra[256];
     snprintf(extra, sizeof extra, "--set measure.fund.method=%s --set measure.fund.window=%s",
              method, window);
-    char *out = replay_jsonl("clean", extra, 0);
-    json_t *recs = parse_jsonl(out);
+    char *out = itest_replay("clean", extra, 0);
+    json_t *recs = itest_parse_jsonl(out);
     size_t i;
     json_t *r;
     int n_sum = 0, n_block = 0;
@@ -166,8 +98,8 @@ static void check_noise_free(const char *method, const char *window)
             continue;
         int h = (int)json_integer_value(json_object_get(r, "harmonic"));
         cr_assert(h >= 1 && h <= 3);
-        double er = fabs(num(r, "r") - truth_rms[h - 1]) / truth_rms[h - 1];
-        double ep = fabs(wrap(num(r, "phase_rad") - truth_phase[h - 1]));
+        double er = fabs(itest_num(r, "r") - truth_rms[h - 1]) / truth_rms[h - 1];
+        double ep = fabs(itest_wrap(itest_num(r, "phase_rad") - truth_phase[h - 1]));
         worst_r = er > worst_r ? er : worst_r;
         worst_p = ep > worst_p ? ep : worst_p;
         if (!strcmp(type, "summary"))
@@ -183,7 +115,7 @@ static void check_noise_free(const char *method, const char *window)
             window, worst_r, worst_p);
     json_decref(recs);
     free(out);
-    cleanup_dir();
+    itest_dir_clean();
 }
 
 Test(replay, noise_free_fft_rect)
@@ -216,11 +148,11 @@ Test(replay, noise_free_dft_hann)
  */
 Test(replay, quantised_noise_within_uncertainty)
 {
-    make_dir();
+    itest_dir_make();
     const double noise = 10e-6, gain = 2.98023223876953125e-07;
     simulate("noisy", 24, 42, noise, 0.999);
-    char *out = replay_jsonl("noisy", NULL, 0);
-    json_t *recs = parse_jsonl(out);
+    char *out = itest_replay("noisy", NULL, 0);
+    json_t *recs = itest_parse_jsonl(out);
     size_t i;
     json_t *r;
     int n_sum = 0;
@@ -231,13 +163,13 @@ Test(replay, quantised_noise_within_uncertainty)
             continue;
         n_sum++;
         int h = (int)json_integer_value(json_object_get(r, "harmonic"));
-        double nb = num(r, "n_blocks");
+        double nb = itest_num(r, "n_blocks");
         cr_assert_eq(nb, 100);
         double u_pred = sqrt(s2 / (1000.0 * nb));
-        double k = num(r, "k"), U = num(r, "U_r"), u_r = num(r, "u_r");
-        double up = num(r, "u_phase_rad");
-        double er = num(r, "r") - truth_rms[h - 1];
-        double ep = wrap(num(r, "phase_rad") - truth_phase[h - 1]);
+        double k = itest_num(r, "k"), U = itest_num(r, "U_r"), u_r = itest_num(r, "u_r");
+        double up = itest_num(r, "u_phase_rad");
+        double er = itest_num(r, "r") - truth_rms[h - 1];
+        double ep = itest_wrap(itest_num(r, "phase_rad") - truth_phase[h - 1]);
         fprintf(stderr,
                 "h%d: r error %.3g V, U %.3g V (k %.3f), predicted U %.3g V; phase error %.3g, "
                 "U %.3g rad\n",
@@ -246,24 +178,24 @@ Test(replay, quantised_noise_within_uncertainty)
         cr_assert_leq(fabs(ep), k * up, "h%d: phase |error| %.3g > U %.3g", h, fabs(ep), k * up);
         cr_assert_leq(U, 3 * k * u_pred, "h%d: U %.3g is over 3x the predicted %.3g", h, U,
                       k * u_pred);
-        cr_assert_eq(num(r, "coverage"), 0.999);
-        cr_assert_eq(num(r, "dof"), 99, "Type A only: n-1 degrees of freedom");
+        cr_assert_eq(itest_num(r, "coverage"), 0.999);
+        cr_assert_eq(itest_num(r, "dof"), 99, "Type A only: n-1 degrees of freedom");
         (void)u_r;
     }
     cr_assert_eq(n_sum, 3);
     json_decref(recs);
     free(out);
-    cleanup_dir();
+    itest_dir_clean();
 }
 
 Test(replay, deterministic_bytes)
 {
-    make_dir();
+    itest_dir_make();
     simulate("det", 24, 3, 1e-5, 0.95);
-    char *a = replay_jsonl("det", NULL, 0);
-    char *b = replay_jsonl("det", NULL, 0);
+    char *a = itest_replay("det", NULL, 0);
+    char *b = itest_replay("det", NULL, 0);
     cr_assert_str_eq(a, b, "two replays differ");
-    char *c = replay_jsonl("det", "--set measure.fund.method=dft", 0);
+    char *c = itest_replay("det", "--set measure.fund.method=dft", 0);
     cr_assert_str_neq(a, c, "a different configuration must give a different run");
     /* a capture moved elsewhere is the same capture: same run id, same
      * block and summary records (only the run record names the path) */
@@ -271,25 +203,26 @@ Test(replay, deterministic_bytes)
     snprintf(cmd, sizeof cmd,
              "cp '%s/det.sigmf-meta' '%s/moved.sigmf-meta' && "
              "cp '%s/det.sigmf-data' '%s/moved.sigmf-data'",
-             g_dir, g_dir, g_dir, g_dir);
+             itest_dir(), itest_dir(), itest_dir(), itest_dir());
     cr_assert_eq(system(cmd), 0);
-    char *m = replay_jsonl("moved", NULL, 0);
+    char *m = itest_replay("moved", NULL, 0);
     cr_assert_str_eq(strchr(a, '\n'), strchr(m, '\n'), "records changed with the capture's path");
     free(m);
     free(a);
     free(b);
     free(c);
-    cleanup_dir();
+    itest_dir_clean();
 }
 
 Test(replay, sqlite_and_csv_sinks)
 {
-    make_dir();
+    itest_dir_make();
     simulate("db", 24, 5, 1e-5, 0.95);
     char args[20000], db[4200], csv[4200];
-    snprintf(db, sizeof db, "%s/r.db", g_dir);
-    snprintf(csv, sizeof csv, "%s/r.csv", g_dir);
-    snprintf(args, sizeof args, "replay '%s/db.sigmf-meta' -q -o '%s' -o '%s'", g_dir, db, csv);
+    snprintf(db, sizeof db, "%s/r.db", itest_dir());
+    snprintf(csv, sizeof csv, "%s/r.csv", itest_dir());
+    snprintf(args, sizeof args, "replay '%s/db.sigmf-meta' -q -o '%s' -o '%s'", itest_dir(), db,
+             csv);
     char *err = NULL;
     cr_assert_eq(qes_test_run(args, NULL, &err), 0, "%s", err);
     free(err);
@@ -324,7 +257,7 @@ Test(replay, sqlite_and_csv_sinks)
     cr_assert_not_null(text);
     cr_assert_not_null(strstr(text, "freq_hz[Hz]"), "CSV header with units");
     free(text);
-    cleanup_dir();
+    itest_dir_clean();
 }
 
 /* Captures corrupted in each way the reader must refuse, at the command line:
@@ -332,10 +265,10 @@ Test(replay, sqlite_and_csv_sinks)
 static void corrupt_and_expect(void (*corrupt)(const char *base), const char *extra,
                                int expect_status, const char *expect_msg)
 {
-    make_dir();
+    itest_dir_make();
     simulate("bad", 24, 9, 1e-5, 0.95);
     char base[4200];
-    snprintf(base, sizeof base, "%s/bad", g_dir);
+    snprintf(base, sizeof base, "%s/bad", itest_dir());
     corrupt(base);
     char args[20000];
     snprintf(args, sizeof args, "replay '%s.sigmf-meta' -q -o - %s", base, extra ? extra : "");
@@ -346,7 +279,7 @@ static void corrupt_and_expect(void (*corrupt)(const char *base), const char *ex
         cr_assert_not_null(strstr(err, expect_msg), "message \"%s\" lacks \"%s\"", err, expect_msg);
     free(out);
     free(err);
-    cleanup_dir();
+    itest_dir_clean();
 }
 
 static void flip_byte(const char *base)
@@ -478,9 +411,9 @@ Test(replay_bad, unknown_option)
  */
 Test(replay, gap_flags_blocks_and_exits_3)
 {
-    make_dir();
+    itest_dir_make();
     char base[4200], err[1024];
-    snprintf(base, sizeof base, "%s/gap", g_dir);
+    snprintf(base, sizeof base, "%s/gap", itest_dir());
     const char *cfg_json =
             "{\"qes:config\":\"[channel.dut]\\nindex = 0\\n[measure.m]\\nchannel = dut\\n"
             "freq_hz = 100\\nblock_periods = 1\\n\"}";
@@ -500,8 +433,8 @@ Test(replay, gap_flags_blocks_and_exits_3)
     cr_assert_eq(qes_sigmf_writer_new_capture(w, 100, 100000000), 0);
     cr_assert_eq(qes_sigmf_writer_write(w, buf + 100, 900), 0);
     cr_assert_eq(qes_sigmf_writer_close(w, err, sizeof err), 0, "%s", err);
-    char *out = replay_jsonl("gap", NULL, 3);
-    json_t *recs = parse_jsonl(out);
+    char *out = itest_replay("gap", NULL, 3);
+    json_t *recs = itest_parse_jsonl(out);
     size_t i;
     json_t *r;
     int gap_blocks = 0, good_blocks = 0;
@@ -513,22 +446,22 @@ Test(replay, gap_flags_blocks_and_exits_3)
             if (json_array_size(flags)) {
                 cr_assert_str_eq(json_string_value(json_array_get(flags, 0)), "gap");
                 cr_assert(json_is_null(json_object_get(r, "r")), "a gap block has no value");
-                cr_assert_eq(num(r, "seq"), 5, "only block 5 (samples 50..59) is touched");
+                cr_assert_eq(itest_num(r, "seq"), 5, "only block 5 (samples 50..59) is touched");
                 gap_blocks++;
             } else {
-                cr_assert_leq(fabs(num(r, "r") - 1.0), 1e-12);
+                cr_assert_leq(fabs(itest_num(r, "r") - 1.0), 1e-12);
                 good_blocks++;
             }
         } else if (!strcmp(type, "summary")) {
-            cr_assert_eq(num(r, "n_blocks"), 95);
-            cr_assert_eq(num(r, "n_excluded"), 1);
+            cr_assert_eq(itest_num(r, "n_blocks"), 95);
+            cr_assert_eq(itest_num(r, "n_excluded"), 1);
         }
     }
     cr_assert_eq(gap_blocks, 1);
     cr_assert_eq(good_blocks, 95, "5 before the gap, 90 after; 4 lost whole");
     json_decref(recs);
     free(out);
-    cleanup_dir();
+    itest_dir_clean();
 }
 
 /* Run qes and return the child's peak RSS in kB. */
@@ -557,19 +490,19 @@ static long child_rss_kb(const char *args, int *status)
  */
 Test(replay, bounded_memory)
 {
-    make_dir();
+    itest_dir_make();
     char ini[4200], text[4096], args[9000];
-    snprintf(ini, sizeof ini, "%s/m.ini", g_dir);
+    snprintf(ini, sizeof ini, "%s/m.ini", itest_dir());
     snprintf(text, sizeof text, RIG_INI, 24u, 1u, 1e-5, 0.95);
     cr_assert_eq(qes_test_write(ini, text), 0);
     long rss[2];
     const double secs[2] = {20, 200};
     for (int k = 0; k < 2; k++) {
-        snprintf(args, sizeof args, "simulate '%s' --out '%s/m%d' --seconds %g", ini, g_dir, k,
-                 secs[k]);
+        snprintf(args, sizeof args, "simulate '%s' --out '%s/m%d' --seconds %g", ini, itest_dir(),
+                 k, secs[k]);
         cr_assert_eq(qes_test_run(args, NULL, NULL), 0);
-        snprintf(args, sizeof args, "replay '%s/m%d.sigmf-meta' -q -o '%s/m%d.jsonl'", g_dir, k,
-                 g_dir, k);
+        snprintf(args, sizeof args, "replay '%s/m%d.sigmf-meta' -q -o '%s/m%d.jsonl'", itest_dir(),
+                 k, itest_dir(), k);
         int st;
         rss[k] = child_rss_kb(args, &st);
         cr_assert_eq(st, 0);
@@ -577,15 +510,15 @@ Test(replay, bounded_memory)
     fprintf(stderr, "peak RSS: %ld kB (8 MB capture), %ld kB (80 MB capture)\n", rss[0], rss[1]);
     cr_assert_lt(rss[1] - rss[0], 8 * 1024, "memory grows with the capture");
     cr_assert_lt(rss[1], 100 * 1024);
-    cleanup_dir();
+    itest_dir_clean();
 }
 
 /* qes run with the simulator is paced in real time and writes summaries. */
 Test(run, sim_paced_real_time)
 {
-    make_dir();
+    itest_dir_make();
     char ini[4200], text[4096], args[9000];
-    snprintf(ini, sizeof ini, "%s/r.ini", g_dir);
+    snprintf(ini, sizeof ini, "%s/r.ini", itest_dir());
     snprintf(text, sizeof text, RIG_INI, 24u, 1u, 1e-5, 0.95);
     cr_assert_eq(qes_test_write(ini, text), 0);
     snprintf(args, sizeof args, "run '%s' --set source.seconds=0.5 -q -o -", ini);
@@ -597,7 +530,7 @@ Test(run, sim_paced_real_time)
     cr_assert_eq(st, 0, "%s", err);
     double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     cr_assert_geq(dt, 0.45, "0.5 s of samples delivered in %.3f s: not paced", dt);
-    json_t *recs = parse_jsonl(out);
+    json_t *recs = itest_parse_jsonl(out);
     size_t i;
     json_t *r;
     int n_sum = 0;
@@ -607,17 +540,17 @@ Test(run, sim_paced_real_time)
     json_decref(recs);
     free(out);
     free(err);
-    cleanup_dir();
+    itest_dir_clean();
 }
 
 /* SIGTERM stops an endless live run cleanly: exit 0, final summaries written,
  * the recorder closed (the JSON Lines file is complete). */
 Test(run, sigterm_writes_final_summaries)
 {
-    make_dir();
+    itest_dir_make();
     char ini[4200], text[4096], out[4200];
-    snprintf(ini, sizeof ini, "%s/r.ini", g_dir);
-    snprintf(out, sizeof out, "%s/live.jsonl", g_dir);
+    snprintf(ini, sizeof ini, "%s/r.ini", itest_dir());
+    snprintf(out, sizeof out, "%s/live.jsonl", itest_dir());
     snprintf(text, sizeof text, RIG_INI, 24u, 1u, 1e-5, 0.95);
     cr_assert_eq(qes_test_write(ini, text), 0);
     pid_t pid = fork();
@@ -638,7 +571,7 @@ Test(run, sigterm_writes_final_summaries)
     cr_assert_eq(WEXITSTATUS(st), 0);
     char *text_out = qes_test_slurp(out, NULL);
     cr_assert_not_null(text_out);
-    json_t *recs = parse_jsonl(text_out);
+    json_t *recs = itest_parse_jsonl(text_out);
     size_t i;
     json_t *r;
     int n_sum = 0;
@@ -646,11 +579,11 @@ Test(run, sigterm_writes_final_summaries)
     {
         if (!strcmp(json_string_value(json_object_get(r, "type")), "summary")) {
             n_sum++;
-            cr_assert_geq(num(r, "n_blocks"), 2, "0.6 s of 10 ms blocks");
+            cr_assert_geq(itest_num(r, "n_blocks"), 2, "0.6 s of 10 ms blocks");
         }
     }
     cr_assert_eq(n_sum, 3);
     json_decref(recs);
     free(text_out);
-    cleanup_dir();
+    itest_dir_clean();
 }

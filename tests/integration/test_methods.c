@@ -1,0 +1,311 @@
+/*
+ * End to end for the estimators beyond the coherent lock-in: each method
+ * replays a simulated capture through the qes executable and must return the
+ * simulated truth within a stated error budget.
+ */
+#include "dsp/si.h"
+#include "hw/sigmf.h"
+#include "tests/integration/itest.h"
+#include "tests/testutil.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define M_PI_VALUE 3.14159265358979323846
+
+TestSuite(methods, .timeout = 300);
+
+/* A non-coherent rig: 1001.3 Hz at 100 kS/s, so 10000-sample blocks hold
+ * 100.13 periods and no DFT bin is exact. */
+#define NONCOHERENT_INI                   \
+    "[source]\n"                          \
+    "kind = sim\n"                        \
+    "sample_rate_hz = 100000\n"           \
+    "seconds = 1\n"                       \
+    "adc_bits = 0\n"                      \
+    "start_time = 2026-11-27T00:00:00Z\n" \
+    "[channel.dut]\n"                     \
+    "index = 0\n"                         \
+    "[sim.dut]\n"                         \
+    "freq_hz = 1001.3\n"                  \
+    "harmonics = 1,2,3\n"                 \
+    "rms = 1.0,0.001,0.0005\n"            \
+    "phase_rad = 0.7,-1.2,2.5\n"          \
+    "noise_rms = 0\n"                     \
+    "[measure.fit]\n"                     \
+    "channel = dut\n"                     \
+    "method = %s\n"                       \
+    "freq_hz = %s\n"                      \
+    "harmonics = 1,2,3\n"                 \
+    "block_samples = 10000\n"
+
+static const double truth_rms[3] = {1.0, 0.001, 0.0005};
+static const double truth_phase[3] = {0.7, -1.2, 2.5};
+
+/*
+ * Worst amplitude (relative) and phase errors of every block and summary
+ * record.  With check_phase = 0 only amplitudes are compared.
+ */
+static void worst_errors(const char *out, int check_phase, double *er_max, double *ep_max,
+                         int *n_sum)
+{
+    json_t *recs = itest_parse_jsonl(out);
+    size_t i;
+    json_t *r;
+    *er_max = *ep_max = 0;
+    *n_sum = 0;
+    json_array_foreach(recs, i, r)
+    {
+        if (itest_is(r, "run"))
+            continue;
+        int h = (int)json_integer_value(json_object_get(r, "harmonic"));
+        cr_assert(h >= 1 && h <= 3);
+        double er = fabs(itest_num(r, "r") - truth_rms[h - 1]) / truth_rms[h - 1];
+        *er_max = er > *er_max ? er : *er_max;
+        if (check_phase) {
+            double ep = fabs(itest_wrap(itest_num(r, "phase_rad") - truth_phase[h - 1]));
+            *ep_max = ep > *ep_max ? ep : *ep_max;
+        }
+        *n_sum += itest_is(r, "summary");
+    }
+    json_decref(recs);
+}
+
+/*
+ * Noise-free non-coherent capture, multi-harmonic 3-parameter fit at the
+ * known frequency.  Budget: the samples carry ~1e-16 V of rounding; a least
+ * squares fit over 1e4 samples has condition number ~1 (centred basis) and
+ * sums in long double, so the estimates are good to ~1e-15 V; relative to
+ * the 0.5 mV third harmonic that is ~1e-12.  Bound: 1e-10.
+ */
+Test(methods, sinefit3_noncoherent_exact)
+{
+    itest_dir_make();
+    char text[4096];
+    snprintf(text, sizeof text, NONCOHERENT_INI, "sinefit3", "1001.3");
+    itest_simulate("nc", text);
+    char *out = itest_replay("nc", NULL, 0);
+    double er, ep;
+    int n_sum;
+    worst_errors(out, 1, &er, &ep, &n_sum);
+    fprintf(stderr, "sinefit3, 100.13 periods per block: amplitude %.3g relative, phase %.3g rad\n",
+            er, ep);
+    cr_assert_eq(n_sum, 3);
+    cr_assert_leq(er, 1e-10);
+    cr_assert_leq(ep, 1e-10);
+    free(out);
+    itest_dir_clean();
+}
+
+/*
+ * The same with the frequency fitted in every block (4-parameter fit started
+ * at the nominal frequency).  Acceptance of issue 3: amplitude within 1e-10
+ * relative.  The fitted frequency is exact to rounding (~1e-15 relative),
+ * which moves the phase at the run's origin by at most 2 pi f t * 1e-15 ~
+ * 6e-12 rad over this 1 s run; bound 1e-9 rad.
+ */
+Test(methods, sinefit4_noncoherent_exact)
+{
+    itest_dir_make();
+    char text[4096];
+    snprintf(text, sizeof text, NONCOHERENT_INI, "sinefit4", "1001.3");
+    itest_simulate("nc4", text);
+    char *out = itest_replay("nc4", NULL, 0);
+    double er, ep;
+    int n_sum;
+    worst_errors(out, 1, &er, &ep, &n_sum);
+    fprintf(stderr, "sinefit4, 100.13 periods per block: amplitude %.3g relative, phase %.3g rad\n",
+            er, ep);
+    cr_assert_eq(n_sum, 3);
+    cr_assert_leq(er, 1e-10);
+    cr_assert_leq(ep, 1e-9);
+    free(out);
+    itest_dir_clean();
+}
+
+/* fft refuses a non-coherent block instead of returning a biased value. */
+Test(methods, fft_refuses_noncoherent)
+{
+    itest_dir_make();
+    char text[4096];
+    snprintf(text, sizeof text, NONCOHERENT_INI, "fft", "1001.3");
+    itest_simulate("ncf", text);
+    char *out = itest_replay("ncf", NULL, 1);
+    free(out);
+    itest_dir_clean();
+}
+
+/*
+ * AC-PJVS differential sampling: a capture of DUT - staircase with ringing
+ * after every edge, written directly as rf64 (the simulator makes sines, not
+ * staircases).  The reconstructed DUT RMS must match the truth within 2e-9
+ * relative (issue 3).  Budget with no noise: the ringing starts at 0.1 of the
+ * step's jump (|jump| <= 0.45 V: the sine moves sqrt(2) 2 pi / 20 V per step)
+ * and decays with a 20-sample time constant; after the 400-sample mask what
+ * is left biases a step mean (500-sample window) by at most
+ * 0.045 V * 20 * e^-20 / 500 = 3.7e-12 V, and rounding adds ~1e-15 V.  The
+ * bound is the issue's 2e-9; the expected error is ~1e-12.
+ */
+Test(methods, steps_pjvs_differential)
+{
+    itest_dir_make();
+    const double fs = 1e6, f = 50, vrms = 1.0, phi = 0.3, f_j = 70e9;
+    const unsigned S = 20, L = 1000, per = 50;
+    const double step_v = (double)qes_si_josephson_v(1, f_j);
+    char steps[2048] = "";
+    double vk[20];
+    size_t w = 0;
+    for (unsigned k = 0; k < S; k++) {
+        /* junction count nearest the DUT at the step's centre */
+        double tc = ((double)k + 0.5) * L / fs;
+        double v = sqrt(2.0) * vrms * cos(2 * M_PI_VALUE * f * tc + phi);
+        long n = lround(v / step_v);
+        vk[k] = (double)qes_si_josephson_v((long double)n, f_j);
+        w += (size_t)snprintf(steps + w, sizeof steps - w, "%s%ld", k ? "," : "", n);
+    }
+    char cfg[4096];
+    snprintf(cfg, sizeof cfg,
+             "{\"qes:config\":\"[channel.diff]\\nindex = 0\\n[measure.pjvs]\\nchannel = diff\\n"
+             "method = steps\\nfreq_hz = 50\\nblock_periods = 10\\nsteps_per_period = 20\\n"
+             "f_j_hz = 70e9\\nsteps = %s\\nmask_after = 400\\nmask_before = 100\\n\"}",
+             steps);
+    char base[4200], err[1024];
+    snprintf(base, sizeof base, "%s/pjvs", itest_dir());
+    struct qes_sigmf_writer_desc d = {.path = base,
+                                      .dtype = QES_DT_RF64_LE,
+                                      .sample_rate_hz = fs,
+                                      .num_channels = 1,
+                                      .extra_global_json = cfg};
+    struct qes_sigmf_writer *wr;
+    cr_assert_eq(qes_sigmf_writer_create(&d, &wr, err, sizeof err), 0, "%s", err);
+    size_t n_per = (size_t)(fs / f);
+    double *buf = malloc(n_per * sizeof *buf);
+    cr_assert_not_null(buf);
+    for (unsigned p = 0; p < per; p++) {
+        for (size_t i = 0; i < n_per; i++) {
+            size_t k = i / L, j = i % L;
+            double t = (double)i / fs; /* phase repeats every period exactly */
+            double dut = sqrt(2.0) * vrms * cos(2 * M_PI_VALUE * f * t + phi);
+            double jump = vk[k] - vk[(k + S - 1) % S];
+            buf[i] = dut - vk[k] + 0.1 * jump * exp(-(double)j / 20.0);
+        }
+        cr_assert_eq(qes_sigmf_writer_write(wr, buf, n_per), 0);
+    }
+    free(buf);
+    cr_assert_eq(qes_sigmf_writer_close(wr, err, sizeof err), 0, "%s", err);
+    char *out = itest_replay("pjvs", NULL, 0);
+    json_t *recs = itest_parse_jsonl(out);
+    size_t i;
+    json_t *r;
+    int n_sum = 0, n_blk = 0;
+    json_array_foreach(recs, i, r)
+    {
+        if (itest_is(r, "block")) {
+            n_blk++;
+            cr_assert(json_object_get(r, "value"), "steps blocks are scalar records");
+        } else if (itest_is(r, "summary")) {
+            n_sum++;
+            double e = fabs(itest_num(r, "value") - vrms) / vrms;
+            fprintf(stderr, "steps: RMS error %.3g relative over %g blocks\n", e,
+                    itest_num(r, "n_blocks"));
+            cr_assert_leq(e, 2e-9);
+            cr_assert_eq(itest_num(r, "n_blocks"), 5);
+        }
+    }
+    cr_assert_eq(n_sum, 1);
+    cr_assert_eq(n_blk, 5);
+    json_decref(recs);
+    free(out);
+    itest_dir_clean();
+}
+
+/*
+ * DC reversals (Josephson vs Zener): a +--+ schedule, with offset, linear
+ * drift and exponential settling after every reversal, written as a
+ * two-channel rf64 capture (signal, and the polarity as a second channel).
+ * With no noise the drift-free half-difference must equal V exactly, by the
+ * schedule and by the polarity channel alike.  Budget: settling (time constant
+ * 5 ms) is cut by the 0.3 s settle_s to e^-60 of a 20 uV step, 2e-31 V; the
+ * means of 700 samples carry rounding of ~1e-16 of the 10 uV offset: the
+ * error is ~1e-20 V against V = 1 uV, i.e. ~1e-14 relative.  Bound: 1e-12.
+ */
+static void reversal_capture(const char *name, const char *measure_keys)
+{
+    const double fs = 1000, v = 1e-6, offset = 1e-5, drift = 3e-9, tau = 0.005;
+    const int pattern[4] = {+1, -1, -1, +1};
+    const unsigned half = 1000, halves = 40;
+    char cfg[4096];
+    snprintf(cfg, sizeof cfg,
+             "{\"qes:config\":\"[channel.nvm]\\nindex = 0\\n[channel.sw]\\nindex = 1\\n"
+             "[measure.zener]\\nchannel = nvm\\nmethod = reversal\\npattern = +--+\\n"
+             "settle_s = 0.3\\n%s\"}",
+             measure_keys);
+    char base[4200], err[1024];
+    snprintf(base, sizeof base, "%s/%s", itest_dir(), name);
+    struct qes_sigmf_writer_desc d = {.path = base,
+                                      .dtype = QES_DT_RF64_LE,
+                                      .sample_rate_hz = fs,
+                                      .num_channels = 2,
+                                      .extra_global_json = cfg};
+    struct qes_sigmf_writer *wr;
+    cr_assert_eq(qes_sigmf_writer_create(&d, &wr, err, sizeof err), 0, "%s", err);
+    double buf[2 * 1000];
+    int prev = pattern[0];
+    for (unsigned hc = 0; hc < halves; hc++) {
+        int s = pattern[hc % 4];
+        for (unsigned j = 0; j < half; j++) {
+            double t = (double)(hc * half + j) / fs;
+            double settle = s != prev ? (prev - s) * v * exp(-(double)j / fs / tau) : 0;
+            buf[2 * j] = s * v + offset + drift * t + settle;
+            buf[2 * j + 1] = s;
+        }
+        prev = s;
+        cr_assert_eq(qes_sigmf_writer_write(wr, buf, half), 0);
+    }
+    cr_assert_eq(qes_sigmf_writer_close(wr, err, sizeof err), 0, "%s", err);
+}
+
+static void check_reversal(const char *name)
+{
+    char *out = itest_replay(name, NULL, 0);
+    json_t *recs = itest_parse_jsonl(out);
+    size_t i;
+    json_t *r;
+    int n_sum = 0;
+    json_array_foreach(recs, i, r)
+    {
+        if (itest_is(r, "block") && json_array_size(json_object_get(r, "flags")) == 0) {
+            double e = fabs(itest_num(r, "value") - 1e-6) / 1e-6;
+            cr_assert_leq(e, 1e-12, "group %g: error %.3g", itest_num(r, "seq"), e);
+        } else if (itest_is(r, "summary")) {
+            n_sum++;
+            double e = fabs(itest_num(r, "value") - 1e-6) / 1e-6;
+            fprintf(stderr, "reversal (%s): %g groups, error %.3g relative\n", name,
+                    itest_num(r, "n_blocks"), e);
+            cr_assert_geq(itest_num(r, "n_blocks"), 9);
+            cr_assert_leq(e, 1e-12);
+        }
+    }
+    cr_assert_eq(n_sum, 1);
+    json_decref(recs);
+    free(out);
+}
+
+Test(methods, reversal_schedule_removes_offset_and_drift)
+{
+    itest_dir_make();
+    reversal_capture("rs", "half_period_s = 1\\n");
+    check_reversal("rs");
+    itest_dir_clean();
+}
+
+Test(methods, reversal_polarity_channel)
+{
+    itest_dir_make();
+    reversal_capture("rp", "polarity_channel = sw\\n");
+    check_reversal("rp");
+    itest_dir_clean();
+}
