@@ -372,13 +372,14 @@ static void random_run_id(char id[37])
 
 static int report(const struct qes_runtime_stats *st, int quiet)
 {
-    int flagged = st->lost || st->gap_blocks || st->clip_blocks;
+    int flagged = st->lost || st->gap_blocks || st->clip_blocks || st->quality_blocks;
     if (flagged)
         fprintf(stderr,
                 "qes: WARNING: %llu sample(s) per channel lost in %llu gap(s); block records "
-                "flagged: %llu gap, %llu clip (left out of the summaries)\n",
+                "flagged: %llu gap, %llu clip, %llu quality (left out of the summaries)\n",
                 (unsigned long long)st->lost, (unsigned long long)st->gaps,
-                (unsigned long long)st->gap_blocks, (unsigned long long)st->clip_blocks);
+                (unsigned long long)st->gap_blocks, (unsigned long long)st->clip_blocks,
+                (unsigned long long)st->quality_blocks);
     if (!quiet && st->partial_blocks)
         fprintf(stderr,
                 "qes: note: %llu block record(s) flagged partial (the data ended inside a "

@@ -6,6 +6,9 @@
 #include "dsp/sinefit.h"
 #include "dsp/steps.h"
 #include "dsp/reversal.h"
+#include "dsp/demod.h"
+#include "dsp/ipdft.h"
+#include "dsp/quality.h"
 #include "common/ratio.h"
 #include "dsp/window.h"
 
@@ -57,11 +60,13 @@ struct meas {
     const struct qes_cfg_channel *ch;
     const struct qes_cfg_channel *pol_ch; /* reversal: polarity channel, or NULL */
     const struct method *meth;
-    void *st;                  /* method state */
-    size_t n;                  /* samples per block (block methods) */
-    struct qes_lockin *lockin; /* fft, dft */
-    double *buf;               /* n values in the channel's unit */
-    double *xs, *ps;           /* streaming scratch: one frame of values / polarity */
+    void *st;                    /* method state */
+    size_t n;                    /* samples per block (block methods) */
+    struct qes_lockin *lockin;   /* fft, dft */
+    struct qes_ipdft *ipdft;     /* ipdft, and freq_hz = auto */
+    struct qes_quality *quality; /* quality = true */
+    double *buf;                 /* n values in the channel's unit */
+    double *xs, *ps;             /* streaming scratch: one frame of values / polarity */
     struct qes_scalar_acc sacc;
     uint64_t sexcluded;
     int open;       /* a block is being filled */
@@ -219,6 +224,8 @@ static void count_flags(struct rt *rt, unsigned flags)
         rt->st->quality_blocks++;
 }
 
+static int block_quality(struct rt *rt, struct meas *m, struct block_out *o);
+
 /* Finish the open block of measurement m: the method if complete, records. */
 static int finish_block(struct rt *rt, struct meas *m)
 {
@@ -239,6 +246,8 @@ static int finish_block(struct rt *rt, struct meas *m)
     uint64_t start = m->block * m->n;
     if (has_value) {
         int rc = m->meth->block(rt, m, start, &o);
+        if (!rc && m->quality)
+            rc = block_quality(rt, m, &o);
         if (rc)
             return rc;
         m->flags |= o.flags;
@@ -497,12 +506,13 @@ static int sinefit_block(struct rt *rt, struct meas *m, uint64_t start, struct b
     const struct qes_cfg_measure *c = m->cfg;
     struct qes_sinefit_result res;
     double f0 = c->freq_hz;
-    if (c->freq_hz == QES_CFG_AUTO_D) {
-        int rc = estimate_freq(rt, m, &f0);
-        if (rc)
-            return rc;
-    }
-    int rc = qes_sinefit_execute(m->st, m->buf, m->n, f0, &res);
+    int rc = 0;
+    if (c->freq_hz == QES_CFG_AUTO_D)
+        rc = estimate_freq(rt, m, &f0);
+    if (rc && rc != QES_ERANGE)
+        return rc;
+    if (!rc)
+        rc = qes_sinefit_execute(m->st, m->buf, m->n, f0, &res);
     if (rc == QES_ERANGE) {
         /* no convergence, or a degenerate block: a block without a value */
         o->flags |= QES_FLAG_UNLOCKED;
@@ -702,6 +712,191 @@ static void rev_destroy(struct meas *m)
     m->st = NULL;
 }
 
+/* ---- demod: streaming dual-phase demodulator --------------------------------- */
+
+/*
+ * Outputs of a low-pass filter are correlated over ~order * tau, so their
+ * scatter is no Type A.  The summary uses batch means instead: consecutive
+ * non-settling outputs are averaged over batches of at least 10 * order * tau
+ * (and one output), whose means are nearly independent; the Type A is the
+ * standard deviation of the mean of the batch means, with n_batches - 1 dof.
+ */
+struct demod_state {
+    struct qes_demod *d[QES_LOCKIN_MAX_HARMONICS];
+    struct qes_demod_out *out;
+    size_t max_out;
+    double enbw_hz;
+    uint64_t decimation;
+    uint64_t batch_len; /* outputs per batch */
+    uint64_t batch_n[QES_LOCKIN_MAX_HARMONICS];
+    double batch_x[QES_LOCKIN_MAX_HARMONICS], batch_y[QES_LOCKIN_MAX_HARMONICS];
+    int gap_pending; /* flag the first output after a gap */
+};
+
+static int demod_create(struct rt *rt, struct meas *m)
+{
+    const struct qes_cfg_measure *c = m->cfg;
+    struct demod_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return QES_ENOMEM;
+    m->st = st;
+    for (size_t k = 0; k < c->n_harmonics; k++) {
+        struct qes_demod_desc d = {
+                .fs_hz = rt->fs,
+                .freq_hz = c->freq_hz,
+                .harmonic = c->harmonics[k],
+                .order = c->order,
+                .tau_s = c->tau_s,
+                .output_rate_hz = c->output_rate_hz,
+                .sinc_periods = c->sinc_periods,
+                .settle_tau = c->settle_tau,
+        };
+        int rc = qes_demod_create(&d, &st->d[k]);
+        if (rc) {
+            qes_errf(rt->err, rt->errlen,
+                     "[measure.%s] output_rate_hz: cannot demodulate harmonic %u of %.17g Hz at "
+                     "%.17g Hz with output rate %.17g Hz, tau %.17g s, order %u, sinc_periods %u "
+                     "(fs / output_rate_hz must be an integer; freq_hz / fs a ratio of integers; "
+                     "sinc periods whole samples): %s",
+                     c->name, c->harmonics[k], c->freq_hz, rt->fs, c->output_rate_hz, c->tau_s,
+                     c->order, c->sinc_periods, qes_strerror(rc));
+            return QES_ECONFIG;
+        }
+    }
+    struct qes_demod_info info;
+    qes_demod_get_info(st->d[0], &info);
+    st->decimation = info.decimation;
+    st->enbw_hz = qes_demod_enbw_discrete_hz(st->d[0]);
+    double out_s = (double)info.decimation / rt->fs;
+    double need = 10.0 * c->order * c->tau_s;
+    st->batch_len = need > out_s ? (uint64_t)ceil(need / out_s) : 1;
+    st->max_out = qes_demod_max_outputs(st->d[0], QES_RT_CHUNK);
+    st->out = malloc(st->max_out * sizeof *st->out);
+    return st->out ? 0 : QES_ENOMEM;
+}
+
+static int demod_feed(struct rt *rt, struct meas *m, const double *x, const double *pol, size_t n,
+                      uint64_t first, int64_t t_ns, int gap_before)
+{
+    (void)pol;
+    struct demod_state *st = m->st;
+    const struct qes_cfg_measure *c = m->cfg;
+    if (gap_before)
+        st->gap_pending = 1;
+    for (size_t k = 0; k < c->n_harmonics; k++) {
+        size_t n_out = 0;
+        int rc = qes_demod_execute(st->d[k], x, n, first, st->out, st->max_out, &n_out);
+        if (rc == QES_ERANGE) {
+            /* not the continuation of the stream (a gap): restart, settle again */
+            rc = qes_demod_reset(st->d[k]);
+            st->batch_n[k] = 0;
+            st->batch_x[k] = st->batch_y[k] = 0;
+            if (!rc)
+                rc = qes_demod_execute(st->d[k], x, n, first, st->out, st->max_out, &n_out);
+        }
+        if (rc) {
+            qes_errf(rt->err, rt->errlen, "[measure.%s]: demodulator failed: %s", c->name,
+                     qes_strerror(rc));
+            return rc;
+        }
+        for (size_t i = 0; i < n_out; i++) {
+            const struct qes_demod_out *o = &st->out[i];
+            unsigned flags = (o->flags & QES_DEMOD_SETTLING) ? QES_FLAG_SETTLING : 0;
+            if (st->gap_pending && k == 0 && i == 0)
+                flags |= QES_FLAG_GAP;
+            uint64_t start = o->sample + 1 - st->decimation;
+            int64_t t = t_ns + (int64_t)llroundl(((long double)start - (long double)first) * 1e9L /
+                                                 rt->fs);
+            if (!flags) {
+                st->batch_x[k] += o->x;
+                st->batch_y[k] += o->y;
+                if (++st->batch_n[k] == st->batch_len) {
+                    double bn = (double)st->batch_n[k];
+                    qes_phasor_acc_add(&m->acc[k], st->batch_x[k] / bn, st->batch_y[k] / bn);
+                    st->batch_n[k] = 0;
+                    st->batch_x[k] = st->batch_y[k] = 0;
+                }
+            }
+            count_flags(rt, flags & QES_FLAG_GAP);
+            rc = emit_phasor(rt, m, k, o->sample / st->decimation, start, st->decimation, t,
+                             c->freq_hz, o->x, o->y, flags, st->enbw_hz, 0, NULL);
+            if (rc)
+                return rc;
+            /* emit_phasor counted it as excluded: batches feed the summary */
+            m->excluded[k] -= 1;
+            if (flags)
+                m->excluded[k] += 1;
+        }
+    }
+    st->gap_pending = 0;
+    return 0;
+}
+
+static void demod_destroy(struct meas *m)
+{
+    struct demod_state *st = m->st;
+    if (st) {
+        for (size_t k = 0; k < QES_LOCKIN_MAX_HARMONICS; k++)
+            qes_demod_destroy(st->d[k]);
+        free(st->out);
+    }
+    free(st);
+    m->st = NULL;
+}
+
+/* ---- ipdft: interpolated DFT (Hann, 3 points) --------------------------------- */
+
+static int ipdft_create(struct rt *rt, struct meas *m)
+{
+    return noncoherent_samples(rt, m);
+}
+
+static int ipdft_block(struct rt *rt, struct meas *m, uint64_t start, struct block_out *o)
+{
+    const struct qes_cfg_measure *c = m->cfg;
+    int is_auto = c->freq_hz == QES_CFG_AUTO_D;
+    double f0 = c->freq_hz;
+    int rc = 0;
+    if (is_auto)
+        rc = estimate_freq(rt, m, &f0);
+    if (rc && rc != QES_ERANGE)
+        return rc;
+    o->freq_hz = f0;
+    o->enbw_hz = 1.5 * rt->fs / (double)m->n; /* Hann */
+    for (size_t k = 0; k < c->n_harmonics && !rc; k++) {
+        double hint = (double)c->harmonics[k] * f0 * (double)m->n / rt->fs;
+        struct qes_ipdft_result res;
+        rc = qes_ipdft_execute(m->ipdft, m->buf, (size_t)llround(hint), &res);
+        if (rc)
+            break;
+        if (k == 0 && is_auto)
+            o->freq_hz = res.freq_hz;
+        if (is_auto) {
+            o->ph[k].x = res.r; /* no reference: amplitude only */
+            o->ph[k].y = 0;
+        } else {
+            o->ph[k].x = res.r * cos(res.phase_rad);
+            o->ph[k].y = res.r * sin(res.phase_rad);
+            to_run_origin(&o->ph[k], ref_phase(c->freq_hz, rt->fs, c->harmonics[k], start));
+        }
+    }
+    if (rc == QES_ERANGE) {
+        o->flags |= QES_FLAG_UNLOCKED;
+        for (size_t k = 0; k < c->n_harmonics; k++)
+            o->ph[k].x = o->ph[k].y = NAN;
+        return 0;
+    }
+    if (rc)
+        qes_errf(rt->err, rt->errlen, "[measure.%s]: interpolated DFT failed: %s", c->name,
+                 qes_strerror(rc));
+    return rc;
+}
+
+static void no_state(struct meas *m)
+{
+    (void)m;
+}
+
 static const struct method methods[] = {
         {.name = "fft",
          .kind = QES_REC_PHASOR,
@@ -730,6 +925,17 @@ static const struct method methods[] = {
          .feed = rev_feed,
          .finish = rev_finish,
          .destroy = rev_destroy},
+        {.name = "demod",
+         .kind = QES_REC_PHASOR,
+         .streaming = 1,
+         .create = demod_create,
+         .feed = demod_feed,
+         .destroy = demod_destroy},
+        {.name = "ipdft",
+         .kind = QES_REC_PHASOR,
+         .create = ipdft_create,
+         .block = ipdft_block,
+         .destroy = no_state},
         {.name = "sinefit4",
          .kind = QES_REC_PHASOR,
          .create = sinefit_create,
@@ -737,14 +943,73 @@ static const struct method methods[] = {
          .destroy = sinefit_destroy},
 };
 
-/* Frequency of the strongest tone of the block (freq_hz = auto). */
+/* Frequency of the strongest tone of the block (freq_hz = auto), by the
+ * interpolated DFT. */
 static int estimate_freq(struct rt *rt, struct meas *m, double *f_hz)
 {
-    (void)m;
-    (void)f_hz;
-    qes_errf(rt->err, rt->errlen, "[measure.%s] freq_hz: auto is not available in this build",
-             m->cfg->name);
-    return QES_ECONFIG;
+    int rc = qes_ipdft_strongest_hz(m->ipdft, m->buf, f_hz);
+    if (rc && rc != QES_ERANGE) {
+        qes_errf(rt->err, rt->errlen, "[measure.%s]: frequency estimate failed: %s", m->cfg->name,
+                 qes_strerror(rc));
+        return rc;
+    }
+    return rc; /* QES_ERANGE: no tone; the caller flags the block */
+}
+
+/* The interpolated DFT (method ipdft, freq_hz = auto) and the quality
+ * figures (quality = true) of a block method. */
+static int make_helpers(struct rt *rt, struct meas *m)
+{
+    const struct qes_cfg_measure *c = m->cfg;
+    int rc = 0;
+    if (!strcmp(c->method, "ipdft") || c->freq_hz == QES_CFG_AUTO_D) {
+        struct qes_ipdft_desc d = {
+                .n = m->n, .fs_hz = rt->fs, .window = QES_WINDOW_HANN, .points = 3};
+        rc = qes_ipdft_create(&d, &m->ipdft);
+        if (rc) {
+            qes_errf(rt->err, rt->errlen,
+                     "[measure.%s] block_samples: the interpolated DFT needs blocks of at least "
+                     "16 samples (%zu): %s",
+                     c->name, m->n, qes_strerror(rc));
+            return QES_ECONFIG;
+        }
+    }
+    if (c->quality && m->meth->kind == QES_REC_PHASOR) {
+        struct qes_quality_desc d = {.n = m->n, .fs_hz = rt->fs, .kaiser_beta = c->kaiser_beta};
+        qes_window_from_name(c->window, &d.window);
+        rc = qes_quality_create(&d, &m->quality);
+        if (rc) {
+            qes_errf(rt->err, rt->errlen,
+                     "[measure.%s] quality: cannot analyse %zu-sample "
+                     "blocks: %s",
+                     c->name, m->n, qes_strerror(rc));
+            return QES_ECONFIG;
+        }
+    }
+    return 0;
+}
+
+/* THD, SINAD, SFDR of a block, and the quality flag when a bound is crossed. */
+static int block_quality(struct rt *rt, struct meas *m, struct block_out *o)
+{
+    const struct qes_cfg_measure *c = m->cfg;
+    struct qes_quality_result q;
+    int rc = qes_quality_execute(m->quality, m->buf, o->freq_hz, &q);
+    if (rc == QES_ERANGE)
+        return 0; /* no fundamental to refer to: no figures */
+    if (rc) {
+        qes_errf(rt->err, rt->errlen, "[measure.%s]: quality figures failed: %s", c->name,
+                 qes_strerror(rc));
+        return rc;
+    }
+    o->thd = q.thd;
+    o->sinad_db = q.sinad_db;
+    o->sfdr_db = q.sfdr_db;
+    if ((c->thd_max > 0 && q.thd > c->thd_max) ||
+        (c->sinad_min_db > 0 && q.sinad_db < c->sinad_min_db) ||
+        (c->sfdr_min_db > 0 && q.sfdr_db < c->sfdr_min_db))
+        o->flags |= QES_FLAG_QUALITY;
+    return 0;
 }
 
 static const struct method *find_method(const char *name)
@@ -965,6 +1230,11 @@ int qes_runtime_execute(const struct qes_runtime_desc *d, struct qes_runtime_sta
         rc = m->meth->create(&rt, m);
         if (rc)
             goto out;
+        if (!m->meth->streaming) {
+            rc = make_helpers(&rt, m);
+            if (rc)
+                goto out;
+        }
         if (m->meth->streaming) {
             m->xs = malloc(QES_RT_CHUNK * sizeof *m->xs);
             m->ps = malloc(QES_RT_CHUNK * sizeof *m->ps);
@@ -1042,6 +1312,8 @@ out:
         struct meas *m = &rt.m[i];
         if (m->meth && m->meth->destroy)
             m->meth->destroy(m);
+        qes_ipdft_destroy(m->ipdft);
+        qes_quality_destroy(m->quality);
         free(m->buf);
         free(m->xs);
         free(m->ps);
