@@ -1027,6 +1027,10 @@ static void fmt_human(FILE *out, const struct qes_summary_rec *s)
 {
     const struct qes_phasor_summary *p = &s->s;
     fprintf(out, "%-10s %-8s h%-2u %10.6g Hz  ", s->measure, s->channel, s->harmonic, s->freq_hz);
+    if (p->n == 0) {
+        fprintf(out, "no value: no block (or batch of outputs) was complete and unflagged\n");
+        return;
+    }
     if (!isfinite(p->U_r) || p->U_r <= 0) {
         fprintf(out, "r = %.9g %s  (no uncertainty: %llu block(s))\n", p->r, s->unit,
                 (unsigned long long)p->n);
