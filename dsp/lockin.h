@@ -14,8 +14,17 @@
  *
  * method FFT: one FFTW r2c plan made at create (FFTW_ESTIMATE, so plans and
  * therefore results are the same on every run); execute picks the bins.
- * method DFT: only the requested bins, as dot products with tables of
- * w[i] cos and w[i] sin made at create.
+ * method DFT: only the requested bins, in one pass over the block for all
+ * harmonics: the block is folded onto the common period of the requested
+ * bins, then demodulated in chunks against small per-harmonic tables, with
+ * chunk phases kept in integers (lockin.c, "The DFT kernel", gives the
+ * design and its error bound).  Memory besides the window (n doubles,
+ * none for rect): per-harmonic tables of at most 2048 doubles in all,
+ * rotation tables of at most 6 sqrt(2n) + 2 doubles and a work buffer of at
+ * most 9216 doubles; it does not grow with n * harmonics (under 80 KiB at
+ * n = 2^20, see qes_lockin_memory_bytes).  Results are the same bits on
+ * every run on one machine; the DFT kernel's vector variant is chosen per CPU
+ * (AVX2+FMA or baseline), so the last bits can differ between machines.
  *
  * Thread safety: create/destroy on one (control) thread; execute on one
  * object from one thread at a time; different objects may execute in
@@ -41,6 +50,7 @@ struct qes_lockin_desc {
     unsigned periods;          /* reference periods per block, >= 1 */
     const unsigned *harmonics; /* each >= 1; (h*periods + leak) < n/2 */
     size_t n_harmonics;        /* 1..QES_LOCKIN_MAX_HARMONICS */
+    double kaiser_beta;        /* window kaiser: its beta; 0 = QES_WINDOW_KAISER_BETA_DEFAULT */
 };
 
 #define QES_LOCKIN_MAX_HARMONICS 64
@@ -70,6 +80,12 @@ int qes_lockin_execute(struct qes_lockin *l, const double *block, uint64_t sampl
 
 /* Equivalent noise bandwidth of the block estimate, in bins (rect 1, hann 1.5). */
 double qes_lockin_enbw_bins(const struct qes_lockin *l);
+
+/*
+ * Heap bytes held by the object (window, tables, buffers; FFTW's own plan
+ * data not included), for sizing and benchmarks.  0 for NULL.
+ */
+size_t qes_lockin_memory_bytes(const struct qes_lockin *l);
 
 /* No-op for NULL. */
 void qes_lockin_destroy(struct qes_lockin *l);

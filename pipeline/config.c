@@ -92,7 +92,7 @@ const struct qes_option qes_options[] = {
          "rect|hann|blackmanharris|flattop|kaiser",
          "window with coherent-gain correction (fft, dft); flattop = HFT248D; windows leaking "
          "L bins need harmonic bins h*block_periods more than L apart"},
-        {QES_SEC_MEASURE, "kaiser_beta", QES_OPT_DOUBLE, MS(kaiser_beta), "", 0, 50, "8.6", NULL,
+        {QES_SEC_MEASURE, "kaiser_beta", QES_OPT_DOUBLE, MS(kaiser_beta), "", 0.1, 50, "8.6", NULL,
          "shape of the Kaiser window"},
         {QES_SEC_MEASURE, "coverage", QES_OPT_DOUBLE, MS(coverage), "1", 0.5, 0.9999, "0.95", NULL,
          "coverage probability of the expanded uncertainty U = k u"},

@@ -386,6 +386,7 @@ static int lockin_create(struct rt *rt, struct meas *m)
             .periods = c->block_periods,
             .harmonics = c->harmonics,
             .n_harmonics = c->n_harmonics,
+            .kaiser_beta = c->kaiser_beta,
     };
     if (qes_window_from_name(c->window, &ld.window)) {
         qes_errf(rt->err, rt->errlen, "[measure.%s] window: \"%s\" is not available for method %s",
