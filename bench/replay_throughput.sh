@@ -1,6 +1,7 @@
 #!/bin/sh
 # End-to-end replay throughput: a 1e8-sample ri32_le capture (1 channel,
-# 1 kHz at 1 MS/s, fundamental + 2 harmonics, 10-period blocks) replayed into
+# 1 kHz at 1 MS/s, fundamental + 2 harmonics (HARMONICS=1,2,3,4,5,6,7,8 for
+# eight), 10-period blocks) replayed into
 # JSON Lines, next to `cat capture > /dev/null` of the same file in the same
 # run.  Figures only; nothing here is a pass/fail test.
 set -eu
@@ -28,7 +29,7 @@ noise_rms = 1e-5
 channel = dut
 method = ${METHOD:-dft}
 freq_hz = 1000
-harmonics = 1,2,3
+harmonics = ${HARMONICS:-1,2,3}
 block_periods = 10
 INI
 echo "simulating $N s at 1 MS/s into $DIR ..."

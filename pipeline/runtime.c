@@ -1,4 +1,5 @@
 #include "pipeline/runtime.h"
+#include "pipeline/recq.h"
 #include "common/err.h"
 #include "common/utctime.h"
 #include "dsp/gum.h"
@@ -82,6 +83,7 @@ struct meas {
 
 struct rt {
     const struct qes_runtime_desc *d;
+    struct qes_recq *q; /* the recorder thread's queue */
     struct qes_runtime_stats *st;
     struct meas *m;
     size_t n_m;
@@ -116,6 +118,9 @@ int qes_block_samples(const struct qes_cfg_measure *m, double fs_hz, size_t *n, 
 
 static int emit_all(struct rt *rt, int is_summary, const void *rec)
 {
+    if (rt->q)
+        return is_summary ? qes_recq_summary(rt->q, rec, rt->err, rt->errlen)
+                          : qes_recq_block(rt->q, rec, rt->err, rt->errlen);
     for (size_t i = 0; i < rt->d->n_recs; i++) {
         struct qes_recorder *r = rt->d->recs[i];
         int rc = is_summary ? r->ops->summary(r, rt->d->run, rec)
@@ -285,19 +290,23 @@ static int extract(const double *restrict src, unsigned nch, size_t take, double
                    double offset, double clip, double *restrict dst)
 {
     int clipped = 0;
-    if (clip > 0) {
+    if (nch == 1) {
+        /* one pass, vectorised: the common single-channel capture */
+        const double lim = clip > 0 ? clip : INFINITY;
 #pragma omp simd reduction(| : clipped)
+        for (size_t k = 0; k < take; k++) {
+            double v = src[k];
+            clipped |= fabs(v) >= lim;
+            dst[k] = gain * v + offset;
+        }
+        return clipped;
+    }
+    if (clip > 0) {
         for (size_t k = 0; k < take; k++)
             clipped |= fabs(src[k * nch]) >= clip;
     }
-    if (nch == 1) {
-#pragma omp simd
-        for (size_t k = 0; k < take; k++)
-            dst[k] = gain * src[k] + offset;
-    } else {
-        for (size_t k = 0; k < take; k++)
-            dst[k] = gain * src[k * nch] + offset;
-    }
+    for (size_t k = 0; k < take; k++)
+        dst[k] = gain * src[k * nch] + offset;
     return clipped;
 }
 
@@ -1265,6 +1274,12 @@ int qes_runtime_execute(const struct qes_runtime_desc *d, struct qes_runtime_sta
         }
     }
 
+    rc = qes_recq_start(d->recs, d->n_recs, d->run, 4096, &rt.q);
+    if (rc) {
+        qes_errf(err, errlen, "cannot start the recorder thread: %s", qes_strerror(rc));
+        goto out;
+    }
+
     double t0 = mono_s(), last_prog = t0, last_sum = t0;
     size_t chunk = QES_RT_CHUNK;
     struct qes_frame f;
@@ -1313,6 +1328,16 @@ int qes_runtime_execute(const struct qes_runtime_desc *d, struct qes_runtime_sta
         progress(&rt, t0, 1);
     rc = summaries(&rt, 1);
 out:
+    if (rt.q) {
+        /* drain what was queued even after an error, so that every record
+         * computed reaches the sinks */
+        char qerr[1024];
+        int qrc = qes_recq_finish(rt.q, qerr, sizeof qerr);
+        if (qrc && !rc) {
+            rc = qrc;
+            qes_errf(err, errlen, "%s", qerr);
+        }
+    }
     for (size_t i = 0; i < rt.n_m; i++) {
         struct meas *m = &rt.m[i];
         if (m->meth && m->meth->destroy)

@@ -587,3 +587,22 @@ Test(run, sigterm_writes_final_summaries)
     free(text_out);
     itest_dir_clean();
 }
+
+/* A full disk while recording (a sink that is /dev/full): a clear error
+ * naming the file and exit status 2, from the recorder thread. */
+Test(replay_bad, full_disk_sink)
+{
+    itest_dir_make();
+    simulate("full", 24, 9, 1e-5, 0.95);
+    char link[4200], args[20000];
+    snprintf(link, sizeof link, "%s/full.jsonl", itest_dir());
+    cr_assert_eq(symlink("/dev/full", link), 0);
+    snprintf(args, sizeof args, "replay '%s/full.sigmf-meta' -q -o '%s'", itest_dir(), link);
+    char *err = NULL;
+    int st = qes_test_run(args, NULL, &err);
+    cr_assert_eq(st, 2, "exit %d: %s", st, err);
+    cr_assert_not_null(strstr(err, "full.jsonl"), "%s", err);
+    cr_assert_not_null(strstr(err, "No space left"), "%s", err);
+    free(err);
+    itest_dir_clean();
+}
