@@ -62,6 +62,9 @@ struct qes_phasor_summary {
     /* budget of u_r, each term's contribution */
     struct qes_budget_term budget[QES_BUDGET_MAX];
     size_t n_budget;
+    /* how the typeA term was evaluated, for the record ("" = standard
+     * deviation of the mean, n - 1 dof) */
+    char typeA_rule[192];
 };
 
 /*
@@ -87,6 +90,7 @@ struct qes_scalar_summary {
     double coverage; /* as requested */
     struct qes_budget_term budget[QES_BUDGET_MAX];
     size_t n_budget;
+    char typeA_rule[192]; /* as in struct qes_phasor_summary */
 };
 
 /* Running mean and variance, Welford's algorithm. */

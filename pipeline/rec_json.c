@@ -420,15 +420,20 @@ static int put_flags(FILE *f, unsigned flags)
     return put_s(f, buf);
 }
 
-static int put_budget(FILE *f, const struct qes_budget_term *terms, size_t n)
+/* The budget array; the typeA term carries its rule when one is given. */
+static int put_budget(FILE *f, const struct qes_budget_term *terms, size_t n, const char *rule)
 {
     if (putc('[', f) == EOF)
         return -1;
     for (size_t i = 0; i < n; i++) {
         const struct qes_budget_term *t = &terms[i];
         if ((i && putc(',', f) == EOF) || put_s(f, "{\"name\":") || put_jstr(f, t->name) ||
-            put_key(f, "u") || put_num(f, t->u) || put_key(f, "dof") || put_num(f, t->dof) ||
-            putc('}', f) == EOF)
+            put_key(f, "u") || put_num(f, t->u) || put_key(f, "dof") || put_num(f, t->dof))
+            return -1;
+        if (rule && rule[0] && t->name && !strcmp(t->name, "typeA") &&
+            (put_key(f, "rule") || put_jstr(f, rule)))
+            return -1;
+        if (putc('}', f) == EOF)
             return -1;
     }
     return putc(']', f) == EOF ? -1 : 0;
@@ -514,7 +519,7 @@ static int summary_phasor(FILE *f, const struct qes_summary_rec *s)
            put_num(f, p->u_phase_rad) || put_key(f, "dof") || put_num(f, p->dof) ||
            put_key(f, "k") || put_num(f, p->k) || put_key(f, "U_r") || put_num(f, p->U_r) ||
            put_key(f, "coverage") || put_num(f, p->coverage) || put_key(f, "budget") ||
-           put_budget(f, p->budget, p->n_budget);
+           put_budget(f, p->budget, p->n_budget, p->typeA_rule);
 }
 
 static int summary_scalar(FILE *f, const struct qes_summary_rec *s)
@@ -526,7 +531,7 @@ static int summary_scalar(FILE *f, const struct qes_summary_rec *s)
            put_num(f, v->dof) || put_key(f, "k") || put_num(f, v->k) || put_key(f, "U") ||
            put_num(f, v->U) || put_key(f, "coverage") || put_num(f, v->coverage) ||
            put_key(f, "unit") || put_jstr(f, s->unit) || put_key(f, "budget") ||
-           put_budget(f, v->budget, v->n_budget);
+           put_budget(f, v->budget, v->n_budget, v->typeA_rule);
 }
 
 int qes_summary_json(FILE *f, const struct qes_run_rec *run, const struct qes_summary_rec *s)
@@ -573,7 +578,7 @@ char *qes_budget_json(const struct qes_phasor_summary *s)
     FILE *f = open_memstream(&buf, &len);
     if (!f)
         return NULL;
-    int failed = put_budget(f, s->budget, s->n_budget);
+    int failed = put_budget(f, s->budget, s->n_budget, s->typeA_rule);
     if (fclose(f) != 0 || failed) {
         free(buf);
         return NULL;

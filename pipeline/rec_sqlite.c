@@ -530,6 +530,7 @@ static int sq_summary(struct qes_recorder *r, const struct qes_run_rec *run,
         /* qes_budget_json() reads only the budget of a phasor summary. */
         struct qes_phasor_summary tmp = {.n_budget = m->v.n_budget};
         memcpy(tmp.budget, m->v.budget, m->v.n_budget * sizeof tmp.budget[0]);
+        memcpy(tmp.typeA_rule, m->v.typeA_rule, sizeof tmp.typeA_rule);
         budget = qes_budget_json(&tmp);
     }
     if (!budget) {

@@ -25,7 +25,8 @@
     X(PARTIAL, 5, "partial")       \
     X(FEW_BLOCKS, 6, "few_blocks") \
     X(EXCLUDED, 7, "excluded")     \
-    X(QUALITY, 8, "quality")
+    X(QUALITY, 8, "quality")       \
+    X(NONWHITE, 9, "nonwhite")
 
 enum qes_flag {
 #define QES__FLAG_ENUM(name, bit, str) QES_FLAG_##name = 1u << (bit),

@@ -552,7 +552,7 @@ Test(json, flags)
 #undef ALL_FLAGS
     size_t n = qes_flags_json(all, buf, sizeof buf);
     cr_assert_str_eq(buf, "[\"gap\",\"clip\",\"settling\",\"overrange\",\"unlocked\",\"partial\","
-                          "\"few_blocks\",\"excluded\",\"quality\"]");
+                          "\"few_blocks\",\"excluded\",\"quality\",\"nonwhite\"]");
     cr_assert_eq(n, strlen(buf));
     cr_assert_eq(QES_FLAG_QUALITY, 1u << 8);
     qes_flags_json(QES_FLAG_QUALITY, buf, sizeof buf);
