@@ -27,9 +27,12 @@ struct qes_sim_channel {
     double rms[QES_SIM_MAX_HARMONICS];        /* RMS amplitude, unit */
     double phase_rad[QES_SIM_MAX_HARMONICS];  /* phase at sample 0 */
     double noise_rms;                         /* white Gaussian, unit, >= 0 */
-    double offset;                            /* unit */
-    double drift_per_s;                       /* unit per second */
-    double gain;                              /* unit per count (adc_bits > 0), > 0 */
+    double flicker_rms; /* 1/f (flicker) noise, unit, >= 0: RMS of the noise averaged over
+                           one second (its power density falls as 1/f from the sample
+                           rate down to ~1e-7 fs), so the mean of a run does not settle */
+    double offset;      /* unit */
+    double drift_per_s; /* unit per second */
+    double gain;        /* unit per count (adc_bits > 0), > 0 */
 };
 
 struct qes_sim_desc {

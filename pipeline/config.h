@@ -141,6 +141,7 @@ struct qes_cfg_sim {
     double phase_rad[QES_CFG_MAX_LIST];
     size_t n_phase_rad;
     double noise_rms;
+    double flicker_rms;
     double offset;
     double drift_per_s;
     int line;

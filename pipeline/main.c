@@ -280,6 +280,7 @@ static int build_sim(const struct qes_config *cfg, double seconds, int realtime,
             sc->phase_rad[k] = s->phase_rad[k];
         }
         sc->noise_rms = s->noise_rms;
+        sc->flicker_rms = s->flicker_rms;
         sc->offset = s->offset - ch->offset;
         sc->drift_per_s = s->drift_per_s;
     }

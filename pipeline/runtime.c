@@ -10,6 +10,7 @@
 #include "dsp/demod.h"
 #include "dsp/ipdft.h"
 #include "dsp/quality.h"
+#include "dsp/allan.h"
 #include "common/ratio.h"
 #include "dsp/window.h"
 
@@ -26,6 +27,26 @@
 
 struct rt;
 struct meas;
+
+/* A growing series of included block results, for the Type A analysis. */
+struct series {
+    double *v;
+    size_t n, cap;
+};
+
+static int series_add(struct series *s, double v)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 1024;
+        double *nv = realloc(s->v, cap * sizeof *nv);
+        if (!nv)
+            return QES_ENOMEM;
+        s->v = nv;
+        s->cap = cap;
+    }
+    s->v[s->n++] = v;
+    return 0;
+}
 
 /* What a block method computes from one complete block. */
 struct block_out {
@@ -70,10 +91,14 @@ struct meas {
     double *xs, *ps;             /* streaming scratch: one frame of values / polarity */
     struct qes_scalar_acc sacc;
     uint64_t sexcluded;
-    int open;       /* a block is being filled */
-    uint64_t block; /* index of that block */
-    size_t pos;     /* next position to fill */
-    size_t valid;   /* samples actually received */
+    /* included results, for the Type A rule: x and y per harmonic (phasor
+     * methods) or the values (scalar methods, in sx[0]) */
+    struct series sx[QES_LOCKIN_MAX_HARMONICS], sy[QES_LOCKIN_MAX_HARMONICS];
+    double tau0_sum; /* sum of the included results' durations, s */
+    int open;        /* a block is being filled */
+    uint64_t block;  /* index of that block */
+    size_t pos;      /* next position to fill */
+    size_t valid;    /* samples actually received */
     unsigned flags;
     int64_t t_ns;
     struct qes_phasor_acc acc[QES_LOCKIN_MAX_HARMONICS];
@@ -173,10 +198,15 @@ static int emit_phasor(struct rt *rt, struct meas *m, size_t k, uint64_t seq, ui
         b.r = hypot(x, y);
         b.phase_rad = wrap_phase(atan2(y, x));
     }
-    if (include)
+    if (include) {
         qes_phasor_acc_add(&m->acc[k], x, y);
-    else
+        if (series_add(&m->sx[k], x) || series_add(&m->sy[k], y))
+            return QES_ENOMEM;
+        if (k == 0)
+            m->tau0_sum += (double)n_samples / rt->fs;
+    } else {
         m->excluded[k]++;
+    }
     rt->st->blocks++;
     return emit_all(rt, 0, &b);
 }
@@ -209,10 +239,14 @@ static int emit_scalar(struct rt *rt, struct meas *m, uint64_t seq, uint64_t sam
             .sinad_db = NAN,
             .sfdr_db = NAN,
     };
-    if (include)
+    if (include) {
         qes_scalar_acc_add(&m->sacc, value);
-    else
+        if (series_add(&m->sx[0], value))
+            return QES_ENOMEM;
+        m->tau0_sum += (double)n_samples / rt->fs;
+    } else {
         m->sexcluded++;
+    }
     rt->st->blocks++;
     return emit_all(rt, 0, &b);
 }
@@ -823,6 +857,11 @@ static int demod_feed(struct rt *rt, struct meas *m, const double *x, const doub
                 if (++st->batch_n[k] == st->batch_len) {
                     double bn = (double)st->batch_n[k];
                     qes_phasor_acc_add(&m->acc[k], st->batch_x[k] / bn, st->batch_y[k] / bn);
+                    if (series_add(&m->sx[k], st->batch_x[k] / bn) ||
+                        series_add(&m->sy[k], st->batch_y[k] / bn))
+                        return QES_ENOMEM;
+                    if (k == 0)
+                        m->tau0_sum += bn * (double)st->decimation / rt->fs;
                     st->batch_n[k] = 0;
                     st->batch_x[k] = st->batch_y[k] = 0;
                 }
@@ -1079,6 +1118,8 @@ static void fmt_dof(double dof, char *buf, size_t len)
         snprintf(buf, len, "inf");
 }
 
+static int typeA_scalar(struct rt *rt, struct meas *m, struct qes_summary_rec *s);
+
 static int scalar_summary(struct rt *rt, struct meas *m, int final)
 {
     const struct qes_cfg_measure *c = m->cfg;
@@ -1106,7 +1147,10 @@ static int scalar_summary(struct rt *rt, struct meas *m, int final)
         s.flags |= QES_FLAG_FEW_BLOCKS;
     if (m->sexcluded)
         s.flags |= QES_FLAG_EXCLUDED;
-    int rc = emit_all(rt, 1, &s);
+    int rc = m->sacc.n > 0 ? typeA_scalar(rt, m, &s) : 0;
+    if (rc)
+        return rc;
+    rc = emit_all(rt, 1, &s);
     if (rc || !final || !rt->d->human)
         return rc;
     FILE *out = rt->d->human;
@@ -1121,6 +1165,104 @@ static int scalar_summary(struct rt *rt, struct meas *m, int final)
     fmt_value_u(out, "value", s.v.value, s.v.U, s.unit);
     fprintf(out, "  (k = %.2f, dof = %s, p = %g %%)  n = %llu%s\n", s.v.k, dof, 100 * s.v.coverage,
             (unsigned long long)s.v.n, s.n_excluded ? "  (some excluded)" : "");
+    return 0;
+}
+
+/*
+ * Type A that fits the noise.  The summary's Type A is the standard deviation
+ * of the mean of the block results (n - 1 dof) when they scatter like white
+ * noise; when the Allan analysis of the series (dsp/allan.h,
+ * qes_mean_uncertainty: noise type identified by the lag-1 autocorrelation,
+ * OADEV extrapolated to the run's averaging time) finds them not white, the
+ * larger Allan-based uncertainty with its EDF replaces it, the summary is
+ * flagged `nonwhite`, and the rule with its numbers goes into the budget.
+ * tau0 is the mean duration of the included results.  Fewer than 16 results
+ * cannot tell the noise type: the white rule stays.
+ */
+#define TYPEA_MIN_N 16
+
+static int nonwhite_u(struct rt *rt, const double *v, size_t n, double tau0,
+                      struct qes_mean_unc *mu)
+{
+    double *work = malloc(qes_allan_work_len(n) * sizeof *work);
+    if (!work)
+        return QES_ENOMEM;
+    int rc = qes_mean_uncertainty(v, n, tau0, work, mu);
+    free(work);
+    (void)rt;
+    return rc;
+}
+
+static int typeA_phasor(struct rt *rt, struct meas *m, size_t k, struct qes_summary_rec *s)
+{
+    struct qes_phasor_summary *p = &s->s;
+    size_t n = m->sx[k].n;
+    if (n < TYPEA_MIN_N || !(p->r > 0))
+        return 0;
+    double tau0 = m->tau0_sum / (double)n;
+    /* components along and across the mean phasor: their means give u_r and
+     * r u_phase */
+    double *along = malloc(2 * n * sizeof *along);
+    if (!along)
+        return QES_ENOMEM;
+    double *across = along + n, cx = p->x / p->r, cy = p->y / p->r;
+    for (size_t i = 0; i < n; i++) {
+        along[i] = m->sx[k].v[i] * cx + m->sy[k].v[i] * cy;
+        across[i] = m->sy[k].v[i] * cx - m->sx[k].v[i] * cy;
+    }
+    struct qes_mean_unc ua, uc, ux, uy;
+    int rc = nonwhite_u(rt, along, n, tau0, &ua);
+    if (!rc)
+        rc = nonwhite_u(rt, across, n, tau0, &uc);
+    if (!rc)
+        rc = nonwhite_u(rt, m->sx[k].v, n, tau0, &ux);
+    if (!rc)
+        rc = nonwhite_u(rt, m->sy[k].v, n, tau0, &uy);
+    free(along);
+    if (rc == QES_ERANGE)
+        return 0; /* a constant series: nothing to analyse */
+    if (rc)
+        return rc;
+    if (!ua.nonwhite && !uc.nonwhite)
+        return 0;
+    double ub_r = m->ch->u_gain_rel * p->r;
+    p->budget[0].u = ua.u;
+    p->budget[0].dof = ua.dof;
+    p->u_r = sqrt(ua.u * ua.u + ub_r * ub_r);
+    p->u_phase_rad = uc.u / p->r;
+    p->u_x = sqrt(ux.u * ux.u + pow(m->ch->u_gain_rel * p->x, 2));
+    p->u_y = sqrt(uy.u * uy.u + pow(m->ch->u_gain_rel * p->y, 2));
+    p->dof = qes_ws_dof(p->budget, p->n_budget);
+    p->k = qes_coverage_factor(p->coverage, p->dof);
+    p->U_r = p->k * p->u_r;
+    snprintf(p->typeA_rule, sizeof p->typeA_rule, "%s", ua.rule);
+    s->flags |= QES_FLAG_NONWHITE;
+    return 0;
+}
+
+static int typeA_scalar(struct rt *rt, struct meas *m, struct qes_summary_rec *s)
+{
+    struct qes_scalar_summary *v = &s->v;
+    size_t n = m->sx[0].n;
+    if (n < TYPEA_MIN_N)
+        return 0;
+    struct qes_mean_unc mu;
+    int rc = nonwhite_u(rt, m->sx[0].v, n, m->tau0_sum / (double)n, &mu);
+    if (rc == QES_ERANGE)
+        return 0;
+    if (rc)
+        return rc;
+    if (!mu.nonwhite)
+        return 0;
+    v->budget[0].u = mu.u;
+    v->budget[0].dof = mu.dof;
+    double ub = v->n_budget > 1 ? v->budget[1].u : 0;
+    v->u = sqrt(mu.u * mu.u + ub * ub);
+    v->dof = qes_ws_dof(v->budget, v->n_budget);
+    v->k = qes_coverage_factor(v->coverage, v->dof);
+    v->U = v->k * v->u;
+    snprintf(v->typeA_rule, sizeof v->typeA_rule, "%s", mu.rule);
+    s->flags |= QES_FLAG_NONWHITE;
     return 0;
 }
 
@@ -1163,7 +1305,10 @@ static int summaries(struct rt *rt, int final)
                 s.flags |= QES_FLAG_FEW_BLOCKS;
             if (m->excluded[k])
                 s.flags |= QES_FLAG_EXCLUDED;
-            int rc = emit_all(rt, 1, &s);
+            int rc = m->acc[k].n > 0 ? typeA_phasor(rt, m, k, &s) : 0;
+            if (rc)
+                return rc;
+            rc = emit_all(rt, 1, &s);
             if (rc)
                 return rc;
             if (final && rt->d->human)
@@ -1344,6 +1489,10 @@ out:
             m->meth->destroy(m);
         qes_ipdft_destroy(m->ipdft);
         qes_quality_destroy(m->quality);
+        for (size_t k = 0; k < QES_LOCKIN_MAX_HARMONICS; k++) {
+            free(m->sx[k].v);
+            free(m->sy[k].v);
+        }
         free(m->buf);
         free(m->xs);
         free(m->ps);
