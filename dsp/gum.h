@@ -47,7 +47,7 @@ struct qes_phasor_acc {
 void qes_phasor_acc_reset(struct qes_phasor_acc *acc);
 void qes_phasor_acc_add(struct qes_phasor_acc *acc, double x, double y);
 
-#define QES_BUDGET_MAX 8
+#define QES_BUDGET_MAX 16
 
 struct qes_phasor_summary {
     uint64_t n;          /* blocks summarised */

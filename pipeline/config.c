@@ -17,6 +17,8 @@
     offsetof(struct qes_cfg_channel, field), sizeof(((struct qes_cfg_channel *)0)->field), 0
 #define MS(field) \
     offsetof(struct qes_cfg_measure, field), sizeof(((struct qes_cfg_measure *)0)->field), 0
+#define TB(field) \
+    offsetof(struct qes_cfg_typeb, field), sizeof(((struct qes_cfg_typeb *)0)->field), 0
 #define RUN(field) offsetof(struct qes_cfg_run, field), sizeof(((struct qes_cfg_run *)0)->field), 0
 #define MS_LIST(field)                                         \
     offsetof(struct qes_cfg_measure, field), QES_CFG_MAX_LIST, \
@@ -67,6 +69,26 @@ const struct qes_option qes_options[] = {
          NULL,
          "raw magnitude at or above which a sample counts as clipped and flags its block `clip`; "
          "0 = off (a simulated ADC sets its full scale)"},
+
+        {QES_SEC_CHANNEL, "freq_response", QES_OPT_STRING, CH(freq_response), "", 0, 0, "", NULL,
+         "calibration: CSV file (relative to the configuration file) of f_hz, gain_rel, "
+         "u_gain_rel, phase_rad, u_phase_rad rows; phasors are divided by the interpolated "
+         "response and its uncertainty enters the budget; \"\" = flat"},
+        {QES_SEC_CHANNEL, "aperture_s", QES_OPT_DOUBLE, CH(aperture_s), "s", 0, 1, "0", NULL,
+         "calibration: sampling aperture t_a; values are divided by sinc(pi f t_a); 0 = none"},
+        {QES_SEC_CHANNEL, "u_aperture_s", QES_OPT_DOUBLE, CH(u_aperture_s), "s", 0, 1, "0", NULL,
+         "calibration: standard uncertainty of aperture_s"},
+        {QES_SEC_CHANNEL, "aperture_ref", QES_OPT_ENUM, CH(aperture_ref), "", 0, 0, "centred",
+         "centred|ends|starts", "calibration: where the aperture sits relative to the time stamp"},
+        {QES_SEC_CHANNEL, "u_timebase_rel", QES_OPT_DOUBLE, CH(u_timebase_rel), "1", 0, 1e-2, "0",
+         NULL,
+         "calibration: standard uncertainty of the sample clock's relative frequency (an "
+         "uncertainty term only: correct a known offset in the capture's sample rate)"},
+        {QES_SEC_CHANNEL, "delay_s", QES_OPT_DOUBLE, CH(delay_s), "s", -1, 1, "0", NULL,
+         "calibration: delay of this channel (late by delay_s); phases are corrected by "
+         "2 pi f delay_s"},
+        {QES_SEC_CHANNEL, "u_delay_s", QES_OPT_DOUBLE, CH(u_delay_s), "s", 0, 1, "0", NULL,
+         "calibration: standard uncertainty of delay_s"},
 
         {QES_SEC_MEASURE, "channel", QES_OPT_STRING, MS(channel), "", 0, 0, NULL, NULL,
          "name of the [channel.NAME] section measured"},
@@ -162,6 +184,28 @@ const struct qes_option qes_options[] = {
         {QES_SEC_SIM, "drift_per_s", QES_OPT_DOUBLE, SIM(drift_per_s), "unit/s", -BIG, BIG, "0",
          NULL, "linear drift of the simulated signal"},
 
+        {QES_SEC_TYPEB, "measure", QES_OPT_STRING, TB(measure), "", 0, 0, NULL, NULL,
+         "the [measure.NAME] whose summary budget gets this component"},
+        {QES_SEC_TYPEB, "harmonic", QES_OPT_UINT, TB(harmonic), "", 0, 1e6, "0", NULL,
+         "the harmonic it applies to (phasor methods); 0 = every harmonic"},
+        {QES_SEC_TYPEB, "distribution", QES_OPT_ENUM, TB(distribution), "", 0, 0, "normal",
+         "normal|rectangular|triangular|ushaped",
+         "normal: u (with coverage factor k); the others: half_width a, giving a/sqrt(3), "
+         "a/sqrt(6), a/sqrt(2)"},
+        {QES_SEC_TYPEB, "u", QES_OPT_DOUBLE, TB(u), "unit", 0, BIG, "0", NULL,
+         "normal: the uncertainty, expanded with k (k = 1: standard uncertainty)"},
+        {QES_SEC_TYPEB, "k", QES_OPT_DOUBLE, TB(k), "", 0.1, 100, "1", NULL,
+         "normal: coverage factor of u, as on a certificate"},
+        {QES_SEC_TYPEB, "half_width", QES_OPT_DOUBLE, TB(half_width), "unit", 0, BIG, "0", NULL,
+         "rectangular, triangular, ushaped: half-width a of the distribution"},
+        {QES_SEC_TYPEB, "relative", QES_OPT_BOOL, TB(relative), "", 0, 0, "false", NULL,
+         "u and half_width are relative to the measured value (e.g. 1e-6)"},
+        {QES_SEC_TYPEB, "sensitivity", QES_OPT_DOUBLE, TB(sensitivity), "", -BIG, BIG, "1", NULL,
+         "sensitivity coefficient c of the measured value to this input"},
+        {QES_SEC_TYPEB, "dof", QES_OPT_DOUBLE, TB(dof), "", 0, BIG, "0", NULL,
+         "degrees of freedom of the component; 0 = infinite (GUM G.4.2 for a Type B taken "
+         "as exact)"},
+
         {QES_SEC_RUN, "summary_every_s", QES_OPT_DOUBLE, RUN(summary_every_s), "s", 0, 1e7, "0",
          NULL, "qes run: write intermediate summaries this often (0 = only at the end)"},
         {QES_SEC_RUN, "progress", QES_OPT_ENUM, RUN(progress), "", 0, 0, "auto", "auto|on|off",
@@ -169,9 +213,9 @@ const struct qes_option qes_options[] = {
 };
 const size_t qes_n_options = sizeof qes_options / sizeof qes_options[0];
 
-static const char *const section_names[QES_SEC_COUNT] = {"source", "channel", "measure", "sim",
-                                                         "run"};
-static const int section_named[QES_SEC_COUNT] = {0, 1, 1, 1, 0};
+static const char *const section_names[QES_SEC_COUNT] = {"source", "channel", "measure",
+                                                         "sim",    "run",     "typeb"};
+static const int section_named[QES_SEC_COUNT] = {0, 1, 1, 1, 0, 1};
 
 static const char *const section_help[QES_SEC_COUNT] = {
         "where samples come from",
@@ -179,6 +223,7 @@ static const char *const section_help[QES_SEC_COUNT] = {
         "one per measurement: NAME appears in every record",
         "simulated signal of channel NAME (kind = sim and qes simulate)",
         "run-time behaviour",
+        "a Type B component (certificate, resolution, ...) in a measurement's budget",
 };
 
 /* ---- value parsing ---------------------------------------------------- */
@@ -489,6 +534,12 @@ static void *section_base(struct qes_config *cfg, const char *section, int line,
             count = &cfg->n_measure;
             max = QES_CFG_MAX_MEASURES;
             break;
+        case QES_SEC_TYPEB:
+            arr = cfg->typeb;
+            stride = sizeof cfg->typeb[0];
+            count = &cfg->n_typeb;
+            max = QES_CFG_MAX_MEASURES;
+            break;
         default:
             arr = cfg->sim;
             stride = sizeof cfg->sim[0];
@@ -517,13 +568,14 @@ static void *section_base(struct qes_config *cfg, const char *section, int line,
         memcpy(base, name, strlen(name) + 1);
         int *lp = s == QES_SEC_CHANNEL   ? &((struct qes_cfg_channel *)(void *)base)->line
                   : s == QES_SEC_MEASURE ? &((struct qes_cfg_measure *)(void *)base)->line
+                  : s == QES_SEC_TYPEB   ? &((struct qes_cfg_typeb *)(void *)base)->line
                                          : &((struct qes_cfg_sim *)(void *)base)->line;
         *lp = line;
         return base;
     }
     snprintf(why, whylen,
              "unknown section [%s]; expected [source], [channel.NAME], [measure.NAME], "
-             "[sim.NAME] or [run]",
+             "[sim.NAME], [typeb.NAME] or [run]",
              section);
     return NULL;
 }
@@ -817,6 +869,9 @@ static int check_required(const struct qes_config *cfg, char *err, size_t errlen
     for (size_t i = 0; i < cfg->n_sim && !rc; i++)
         rc = check_section_required(QES_SEC_SIM, cfg->sim[i].name, &cfg->sim[i], cfg->sim[i].line,
                                     where, err, errlen);
+    for (size_t i = 0; i < cfg->n_typeb && !rc; i++)
+        rc = check_section_required(QES_SEC_TYPEB, cfg->typeb[i].name, &cfg->typeb[i],
+                                    cfg->typeb[i].line, where, err, errlen);
     return rc;
 }
 
@@ -927,6 +982,24 @@ int qes_config_validate(const struct qes_config *cfg, char *err, size_t errlen)
         if (s->n_phase_rad != s->n_harmonics) {
             qes_errf(err, errlen, "%s:%d: [sim.%s] phase_rad: %zu values for %zu harmonics", where,
                      s->line, s->name, s->n_phase_rad, s->n_harmonics);
+            return QES_ECONFIG;
+        }
+    }
+    for (size_t i = 0; i < cfg->n_typeb; i++) {
+        const struct qes_cfg_typeb *t = &cfg->typeb[i];
+        int found = 0;
+        for (size_t j = 0; j < cfg->n_measure; j++)
+            found |= !strcmp(cfg->measure[j].name, t->measure);
+        if (!found) {
+            qes_errf(err, errlen, "%s:%d: [typeb.%s] measure: no section [measure.%s]", where,
+                     t->line, t->name, t->measure);
+            return QES_ECONFIG;
+        }
+        int normal = !strcmp(t->distribution, "normal");
+        if ((normal && !(t->u > 0)) || (!normal && !(t->half_width > 0))) {
+            qes_errf(err, errlen, "%s:%d: [typeb.%s] %s: a %s component needs %s > 0", where,
+                     t->line, t->name, normal ? "u" : "half_width", t->distribution,
+                     normal ? "u" : "half_width");
             return QES_ECONFIG;
         }
     }
@@ -1051,6 +1124,8 @@ char *qes_config_canonical(const struct qes_config *cfg)
         canon_section(&sb, QES_SEC_MEASURE, cfg->measure[i].name, &cfg->measure[i]);
     for (size_t i = 0; i < cfg->n_sim; i++)
         canon_section(&sb, QES_SEC_SIM, cfg->sim[i].name, &cfg->sim[i]);
+    for (size_t i = 0; i < cfg->n_typeb; i++)
+        canon_section(&sb, QES_SEC_TYPEB, cfg->typeb[i].name, &cfg->typeb[i]);
     canon_section(&sb, QES_SEC_RUN, NULL, &cfg->run);
     if (sb.oom) {
         free(sb.p);

@@ -31,6 +31,7 @@ enum qes_section {
     QES_SEC_MEASURE,
     QES_SEC_SIM,
     QES_SEC_RUN,
+    QES_SEC_TYPEB,
     QES_SEC_COUNT
 };
 
@@ -89,6 +90,12 @@ struct qes_cfg_channel {
     char unit[16];
     double u_gain_rel;
     double clip_counts;
+    /* calibration chain */
+    char freq_response[4096]; /* CSV: f_hz, gain_rel, u_gain_rel, phase_rad, u_phase_rad */
+    double aperture_s, u_aperture_s;
+    char aperture_ref[16]; /* centred | ends | starts */
+    double u_timebase_rel;
+    double delay_s, u_delay_s;
     int line;
 };
 
@@ -147,6 +154,21 @@ struct qes_cfg_sim {
     int line;
 };
 
+/* A Type B component added to a measurement's summary budget. */
+struct qes_cfg_typeb {
+    char name[QES_CFG_NAME_LEN];
+    char measure[QES_CFG_NAME_LEN];
+    unsigned harmonic;     /* 0: every harmonic */
+    char distribution[16]; /* normal | rectangular | triangular | ushaped */
+    double u;              /* normal: standard uncertainty (k = 1) or expanded with k */
+    double k;              /* normal: coverage factor of u (1 = standard) */
+    double half_width;     /* rectangular, triangular, ushaped */
+    int relative;          /* u / half_width relative to the value */
+    double sensitivity;
+    double dof; /* 0 = infinite */
+    int line;
+};
+
 struct qes_cfg_run {
     double summary_every_s;
     char progress[8]; /* auto | on | off */
@@ -163,6 +185,8 @@ struct qes_config {
     struct qes_cfg_sim sim[QES_CFG_MAX_CHANNELS];
     size_t n_sim;
     struct qes_cfg_run run;
+    struct qes_cfg_typeb typeb[QES_CFG_MAX_MEASURES];
+    size_t n_typeb;
 };
 
 /* A config with every default applied and no channel or measurement. */

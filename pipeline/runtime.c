@@ -11,6 +11,7 @@
 #include "dsp/ipdft.h"
 #include "dsp/quality.h"
 #include "dsp/allan.h"
+#include "dsp/calib.h"
 #include "common/ratio.h"
 #include "dsp/window.h"
 
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define QES_PI 3.14159265358979323846
 
@@ -95,10 +97,14 @@ struct meas {
      * methods) or the values (scalar methods, in sx[0]) */
     struct series sx[QES_LOCKIN_MAX_HARMONICS], sy[QES_LOCKIN_MAX_HARMONICS];
     double tau0_sum; /* sum of the included results' durations, s */
-    int open;        /* a block is being filled */
-    uint64_t block;  /* index of that block */
-    size_t pos;      /* next position to fill */
-    size_t valid;    /* samples actually received */
+    /* calibration chain (phasor methods with a known frequency): the
+     * correction of each harmonic's phasor, applied to every block */
+    struct qes_calib *cal;
+    double cal_x[QES_LOCKIN_MAX_HARMONICS], cal_y[QES_LOCKIN_MAX_HARMONICS];
+    int open;       /* a block is being filled */
+    uint64_t block; /* index of that block */
+    size_t pos;     /* next position to fill */
+    size_t valid;   /* samples actually received */
     unsigned flags;
     int64_t t_ns;
     struct qes_phasor_acc acc[QES_LOCKIN_MAX_HARMONICS];
@@ -194,6 +200,12 @@ static int emit_phasor(struct rt *rt, struct meas *m, size_t k, uint64_t seq, ui
             .sinad_db = q ? q->sinad_db : NAN,
             .sfdr_db = q ? q->sfdr_db : NAN,
     };
+    if (m->cal && isfinite(x) && isfinite(y)) {
+        double cx = m->cal_x[k], cy = m->cal_y[k];
+        double xc = x * cx - y * cy, yc = x * cy + y * cx;
+        b.x = x = xc;
+        b.y = y = yc;
+    }
     if (isfinite(x) && isfinite(y)) {
         b.r = hypot(x, y);
         b.phase_rad = wrap_phase(atan2(y, x));
@@ -1118,6 +1130,9 @@ static void fmt_dof(double dof, char *buf, size_t len)
         snprintf(buf, len, "inf");
 }
 
+static void add_typeb(struct rt *rt, struct meas *m, unsigned harmonic, double value,
+                      struct qes_budget_term *budget, size_t *n_budget, double *u, double *dof,
+                      double *k, double *U, double coverage);
 static int typeA_scalar(struct rt *rt, struct meas *m, struct qes_summary_rec *s);
 
 static int scalar_summary(struct rt *rt, struct meas *m, int final)
@@ -1150,6 +1165,9 @@ static int scalar_summary(struct rt *rt, struct meas *m, int final)
     int rc = m->sacc.n > 0 ? typeA_scalar(rt, m, &s) : 0;
     if (rc)
         return rc;
+    if (m->sacc.n > 0)
+        add_typeb(rt, m, 0, s.v.value, s.v.budget, &s.v.n_budget, &s.v.u, &s.v.dof, &s.v.k, &s.v.U,
+                  s.v.coverage);
     rc = emit_all(rt, 1, &s);
     if (rc || !final || !rt->d->human)
         return rc;
@@ -1225,13 +1243,14 @@ static int typeA_phasor(struct rt *rt, struct meas *m, size_t k, struct qes_summ
         return rc;
     if (!ua.nonwhite && !uc.nonwhite)
         return 0;
-    double ub_r = m->ch->u_gain_rel * p->r;
+    double ub_r = p->n_budget > 1 ? p->budget[1].u : 0; /* the gain term */
+    double g = ub_r / p->r;
     p->budget[0].u = ua.u;
     p->budget[0].dof = ua.dof;
     p->u_r = sqrt(ua.u * ua.u + ub_r * ub_r);
     p->u_phase_rad = uc.u / p->r;
-    p->u_x = sqrt(ux.u * ux.u + pow(m->ch->u_gain_rel * p->x, 2));
-    p->u_y = sqrt(uy.u * uy.u + pow(m->ch->u_gain_rel * p->y, 2));
+    p->u_x = sqrt(ux.u * ux.u + pow(g * p->x, 2));
+    p->u_y = sqrt(uy.u * uy.u + pow(g * p->y, 2));
     p->dof = qes_ws_dof(p->budget, p->n_budget);
     p->k = qes_coverage_factor(p->coverage, p->dof);
     p->U_r = p->k * p->u_r;
@@ -1266,6 +1285,214 @@ static int typeA_scalar(struct rt *rt, struct meas *m, struct qes_summary_rec *s
     return 0;
 }
 
+/*
+ * The calibration chain's terms in a phasor summary: the chain (gain,
+ * frequency response, aperture, time base, delay; dsp/calib.h) is evaluated
+ * at the harmonic's frequency on the uncorrected mean phasor, its terms
+ * replace the summary's plain gain term, and u_r, u_phase, dof, k and U are
+ * combined again.  Block values were corrected already (emit_phasor).
+ */
+static int calib_terms(struct rt *rt, struct meas *m, size_t k, struct qes_summary_rec *s)
+{
+    struct qes_phasor_summary *p = &s->s;
+    double cx = m->cal_x[k], cy = m->cal_y[k], d = cx * cx + cy * cy;
+    /* undo the correction: raw = corrected / c */
+    double rx = (p->x * cx + p->y * cy) / d, ry = (p->y * cx - p->x * cy) / d;
+    struct qes_calib_result res;
+    int rc = qes_calib_apply(m->cal, s->freq_hz, rx, ry, &res);
+    if (rc) {
+        qes_errf(rt->err, rt->errlen,
+                 "[channel.%s]: calibration at %.17g Hz failed (outside the frequency "
+                 "response table?): %s",
+                 m->ch->name, s->freq_hz, qes_strerror(rc));
+        return QES_ECONFIG;
+    }
+    double uA_r = p->budget[0].u, uA_ph = p->u_phase_rad;
+    /* p->u_phase_rad holds the Type A phase term only (no gain term) */
+    size_t n = 1; /* keep typeA, drop the zero gain term */
+    double ur2 = uA_r * uA_r, up2 = isfinite(uA_ph) ? uA_ph * uA_ph : 0;
+    for (size_t i = 0; i < res.n_terms && n < QES_BUDGET_MAX; i++) {
+        p->budget[n++] =
+                (struct qes_budget_term){res.terms[i].name, res.terms[i].u_r, res.terms[i].dof};
+        ur2 += res.terms[i].u_r * res.terms[i].u_r;
+        up2 += res.terms[i].u_phase_rad * res.terms[i].u_phase_rad;
+    }
+    p->n_budget = n;
+    p->u_r = sqrt(ur2);
+    p->u_phase_rad = sqrt(up2);
+    p->u_x = sqrt(p->u_x * p->u_x + res.cov_xy[0]);
+    p->u_y = sqrt(p->u_y * p->u_y + res.cov_xy[2]);
+    p->dof = qes_ws_dof(p->budget, p->n_budget);
+    p->k = qes_coverage_factor(p->coverage, p->dof);
+    p->U_r = p->k * p->u_r;
+    return 0;
+}
+
+/* Read a frequency-response CSV (f_hz, gain_rel, u_gain_rel, phase_rad,
+ * u_phase_rad; # comments) into a table.  Relative paths are taken from the
+ * configuration file's folder. */
+static int load_freq_response(struct rt *rt, const struct qes_cfg_channel *ch,
+                              struct qes_freqresp **out)
+{
+    char path[8192];
+    const char *cfgp = rt->d->cfg->path;
+    const char *slash = strrchr(cfgp, '/');
+    if (ch->freq_response[0] != '/' && slash && access(cfgp, F_OK) == 0)
+        snprintf(path, sizeof path, "%.*s/%s", (int)(slash - cfgp), cfgp, ch->freq_response);
+    else
+        snprintf(path, sizeof path, "%s", ch->freq_response);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        qes_errf(rt->err, rt->errlen, "[channel.%s] freq_response: cannot open %s", ch->name, path);
+        return QES_ECONFIG;
+    }
+    enum { MAXR = 4096 };
+    double *col = malloc(5 * MAXR * sizeof *col);
+    if (!col) {
+        fclose(f);
+        return QES_ENOMEM;
+    }
+    size_t n = 0;
+    int line = 0, rc = 0;
+    char buf[1024];
+    while (fgets(buf, sizeof buf, f)) {
+        line++;
+        char *p = buf;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '#' || *p == '\n' || *p == '\0' ||
+            (line == 1 && (*p < '0' || *p > '9') && *p != '-' && *p != '+' && *p != '.'))
+            continue; /* comment, blank, or a header row */
+        double v[5];
+        int got = sscanf(p, "%lf , %lf , %lf , %lf , %lf", &v[0], &v[1], &v[2], &v[3], &v[4]);
+        if (got != 5 || n == MAXR) {
+            qes_errf(rt->err, rt->errlen,
+                     "%s:%d: expected 5 comma-separated numbers (f_hz, gain_rel, u_gain_rel, "
+                     "phase_rad, u_phase_rad)%s",
+                     path, line, n == MAXR ? " (too many rows)" : "");
+            rc = QES_ECONFIG;
+            break;
+        }
+        for (int j = 0; j < 5; j++)
+            col[j * MAXR + n] = v[j];
+        n++;
+    }
+    fclose(f);
+    if (!rc) {
+        rc = qes_freqresp_create(col, col + MAXR, col + 2 * MAXR, col + 3 * MAXR, col + 4 * MAXR, n,
+                                 INFINITY, out);
+        if (rc) {
+            qes_errf(rt->err, rt->errlen,
+                     "%s: not a usable frequency response (at least 2 rows, increasing f_hz, "
+                     "positive gains, non-negative uncertainties): %s",
+                     path, qes_strerror(rc));
+            rc = QES_ECONFIG;
+        }
+    }
+    free(col);
+    return rc;
+}
+
+/* Make the calibration chain of a phasor measurement when its channel has one. */
+static int make_calib(struct rt *rt, struct meas *m)
+{
+    const struct qes_cfg_channel *ch = m->ch;
+    const struct qes_cfg_measure *c = m->cfg;
+    int has = ch->freq_response[0] || ch->aperture_s > 0 || ch->u_aperture_s > 0 ||
+              ch->u_timebase_rel > 0 || ch->delay_s != 0 || ch->u_delay_s > 0;
+    if (!has || m->meth->kind != QES_REC_PHASOR)
+        return 0;
+    if (c->freq_hz == QES_CFG_AUTO_D) {
+        qes_errf(rt->err, rt->errlen,
+                 "[measure.%s] freq_hz: channel %s has a calibration chain, which needs a known "
+                 "frequency (not auto)",
+                 c->name, ch->name);
+        return QES_ECONFIG;
+    }
+    struct qes_freqresp *fr = NULL;
+    if (ch->freq_response[0]) {
+        int rc = load_freq_response(rt, ch, &fr);
+        if (rc)
+            return rc;
+    }
+    struct qes_calib_desc d = {
+            .gain = {1.0, ch->u_gain_rel, INFINITY},
+            .fr = fr,
+            .aperture_s = {ch->aperture_s, ch->u_aperture_s, INFINITY},
+            .aperture_ref = !strcmp(ch->aperture_ref, "ends")     ? QES_APERTURE_ENDS
+                            : !strcmp(ch->aperture_ref, "starts") ? QES_APERTURE_STARTS
+                                                                  : QES_APERTURE_CENTRED,
+            .timebase_rel = {0, ch->u_timebase_rel, INFINITY},
+            .delay_s = {ch->delay_s, ch->u_delay_s, INFINITY},
+    };
+    int rc = qes_calib_create(&d, &m->cal);
+    qes_freqresp_destroy(fr);
+    if (rc) {
+        qes_errf(rt->err, rt->errlen, "[channel.%s]: bad calibration chain: %s", ch->name,
+                 qes_strerror(rc));
+        return QES_ECONFIG;
+    }
+    for (size_t k = 0; k < c->n_harmonics; k++) {
+        struct qes_calib_result res;
+        double f = c->freq_hz * c->harmonics[k];
+        rc = qes_calib_apply(m->cal, f, 1.0, 0.0, &res);
+        if (rc) {
+            qes_errf(rt->err, rt->errlen,
+                     "[channel.%s]: no calibration at %.17g Hz (harmonic %u of [measure.%s]): "
+                     "outside the frequency response table, or beyond the aperture's first "
+                     "zero: %s",
+                     ch->name, f, c->harmonics[k], c->name, qes_strerror(rc));
+            return QES_ECONFIG;
+        }
+        m->cal_x[k] = res.x;
+        m->cal_y[k] = res.y;
+    }
+    return 0;
+}
+
+/*
+ * The [typeb.NAME] components of the configuration that apply to this
+ * summary: each gives |c| u(x), with u(x) from its distribution (normal u/k;
+ * rectangular a/sqrt3; triangular a/sqrt6; U-shaped a/sqrt2), relative to
+ * |value| when asked.  They are appended to the budget and combined by root
+ * sum of squares (uncorrelated), with Welch-Satterthwaite degrees of freedom.
+ */
+static void add_typeb(struct rt *rt, struct meas *m, unsigned harmonic, double value,
+                      struct qes_budget_term *budget, size_t *n_budget, double *u, double *dof,
+                      double *k, double *U, double coverage)
+{
+    const struct qes_config *cfg = rt->d->cfg;
+    int added = 0;
+    double u2 = *u * *u;
+    for (size_t i = 0; i < cfg->n_typeb && *n_budget < QES_BUDGET_MAX; i++) {
+        const struct qes_cfg_typeb *t = &cfg->typeb[i];
+        if (strcmp(t->measure, m->cfg->name) || (t->harmonic && t->harmonic != harmonic))
+            continue;
+        double ux;
+        if (!strcmp(t->distribution, "normal"))
+            ux = t->u / t->k;
+        else if (!strcmp(t->distribution, "rectangular"))
+            ux = t->half_width / sqrt(3.0);
+        else if (!strcmp(t->distribution, "triangular"))
+            ux = t->half_width / sqrt(6.0);
+        else
+            ux = t->half_width / sqrt(2.0);
+        if (t->relative)
+            ux *= fabs(value);
+        double ui = fabs(t->sensitivity) * ux;
+        budget[(*n_budget)++] =
+                (struct qes_budget_term){t->name, ui, t->dof > 0 ? t->dof : INFINITY};
+        u2 += ui * ui;
+        added = 1;
+    }
+    if (!added || !isfinite(*u))
+        return;
+    *u = sqrt(u2);
+    *dof = qes_ws_dof(budget, *n_budget);
+    *k = qes_coverage_factor(coverage, *dof);
+    *U = *k * *u;
+}
+
 static int summaries(struct rt *rt, int final)
 {
     for (size_t mi = 0; mi < rt->n_m; mi++) {
@@ -1289,7 +1516,9 @@ static int summaries(struct rt *rt, int final)
                     .n_excluded = m->excluded[k],
             };
             if (m->acc[k].n > 0) {
-                int rc = qes_phasor_summarize(&m->acc[k], m->ch->u_gain_rel, c->coverage, &s.s);
+                /* with a calibration chain the gain term comes from the chain */
+                double ug = m->cal ? 0 : m->ch->u_gain_rel;
+                int rc = qes_phasor_summarize(&m->acc[k], ug, c->coverage, &s.s);
                 if (rc) {
                     qes_errf(rt->err, rt->errlen, "[measure.%s]: summary failed: %s", c->name,
                              qes_strerror(rc));
@@ -1306,8 +1535,13 @@ static int summaries(struct rt *rt, int final)
             if (m->excluded[k])
                 s.flags |= QES_FLAG_EXCLUDED;
             int rc = m->acc[k].n > 0 ? typeA_phasor(rt, m, k, &s) : 0;
+            if (!rc && m->cal && m->acc[k].n > 0)
+                rc = calib_terms(rt, m, k, &s);
             if (rc)
                 return rc;
+            if (m->acc[k].n > 0)
+                add_typeb(rt, m, c->harmonics[k], s.s.r, s.s.budget, &s.s.n_budget, &s.s.u_r,
+                          &s.s.dof, &s.s.k, &s.s.U_r, s.s.coverage);
             rc = emit_all(rt, 1, &s);
             if (rc)
                 return rc;
@@ -1394,6 +1628,9 @@ int qes_runtime_execute(const struct qes_runtime_desc *d, struct qes_runtime_sta
             if (rc)
                 goto out;
         }
+        rc = make_calib(&rt, m);
+        if (rc)
+            goto out;
         if (m->meth->streaming) {
             m->xs = malloc(QES_RT_CHUNK * sizeof *m->xs);
             m->ps = malloc(QES_RT_CHUNK * sizeof *m->ps);
@@ -1488,6 +1725,7 @@ out:
         if (m->meth && m->meth->destroy)
             m->meth->destroy(m);
         qes_ipdft_destroy(m->ipdft);
+        qes_calib_destroy(m->cal);
         qes_quality_destroy(m->quality);
         for (size_t k = 0; k < QES_LOCKIN_MAX_HARMONICS; k++) {
             free(m->sx[k].v);

@@ -491,3 +491,77 @@ Test(methods, quality_figures_and_flag)
     free(out);
     itest_dir_clean();
 }
+
+/*
+ * Calibration chain and Type B components from the configuration: a flat
+ * frequency response of gain 1.001 and phase 0.01 rad, a 1 us delay, and a
+ * rectangular relative component.  On the noise-free coherent capture every
+ * corrected value is exact to rounding: r = truth / 1.001, phase = truth -
+ * 0.01 + 2 pi h f 1e-6 (a late channel is advanced).  Bound 1e-12, as for
+ * the uncorrected values (one complex multiplication more).  The budget lists
+ * typeA, gain, freqresp, delay and the component; u(freqresp) = 1e-5 / 1.001
+ * r and u(ref) = 1e-6 / sqrt(3) r to rounding (bound 1e-9 relative).
+ */
+Test(methods, calibration_chain_and_typeb)
+{
+    itest_dir_make();
+    char csv[4200], ini[8192];
+    snprintf(csv, sizeof csv, "%s/fr.csv", itest_dir());
+    cr_assert_eq(qes_test_write(csv, "# f_hz, gain_rel, u_gain_rel, phase_rad, u_phase_rad\n"
+                                     "500, 1.001, 1e-5, 0.01, 2e-5\n"
+                                     "4000, 1.001, 1e-5, 0.01, 2e-5\n"),
+                 0);
+    snprintf(ini, sizeof ini,
+             "%s[channel.dut]\nindex = 0\nu_gain_rel = 2e-6\nfreq_response = %s\n"
+             "delay_s = 1e-6\nu_delay_s = 1e-8\n"
+             "[typeb.ref]\nmeasure = q\ndistribution = rectangular\nhalf_width = 1e-6\n"
+             "relative = true\n",
+             "[source]\nkind = sim\nsample_rate_hz = 100000\nseconds = 0.2\nadc_bits = 0\n"
+             "start_time = 2026-11-27T00:00:00Z\n[sim.dut]\nfreq_hz = 1000\nharmonics = 1,2,3\n"
+             "rms = 1.0,0.001,0.0005\nphase_rad = 0.7,-1.2,2.5\n[measure.q]\nchannel = dut\n"
+             "method = dft\nfreq_hz = 1000\nharmonics = 1,2,3\n",
+             csv);
+    itest_simulate("cal", ini);
+    char *out = itest_replay("cal", NULL, 0);
+    json_t *recs = itest_parse_jsonl(out);
+    size_t i;
+    json_t *r;
+    int n_sum = 0;
+    json_array_foreach(recs, i, r)
+    {
+        if (itest_is(r, "run"))
+            continue;
+        int h = (int)json_integer_value(json_object_get(r, "harmonic"));
+        double r_exp = truth_rms[h - 1] / 1.001;
+        double p_exp = itest_wrap(truth_phase[h - 1] - 0.01 + 2 * M_PI_VALUE * h * 1000 * 1e-6);
+        double er = fabs(itest_num(r, "r") - r_exp) / r_exp;
+        double ep = fabs(itest_wrap(itest_num(r, "phase_rad") - p_exp));
+        cr_assert_leq(er, 1e-12, "h%d: r error %.3g", h, er);
+        cr_assert_leq(ep, 1e-12, "h%d: phase error %.3g", h, ep);
+        if (!itest_is(r, "summary"))
+            continue;
+        n_sum++;
+        json_t *b = json_object_get(r, "budget");
+        const char *want[] = {"typeA", "gain", "freqresp", "delay", "ref"};
+        for (size_t w = 0; w < 5; w++) {
+            int found = 0;
+            for (size_t j = 0; j < json_array_size(b); j++)
+                found |= !strcmp(json_string_value(json_object_get(json_array_get(b, j), "name")),
+                                 want[w]);
+            cr_assert(found, "h%d: budget lacks %s", h, want[w]);
+        }
+        for (size_t j = 0; j < json_array_size(b); j++) {
+            json_t *t = json_array_get(b, j);
+            const char *name = json_string_value(json_object_get(t, "name"));
+            double u = itest_num(t, "u"), rr = itest_num(r, "r");
+            if (!strcmp(name, "freqresp"))
+                cr_assert_leq(fabs(u - 1e-5 / 1.001 * rr), 1e-9 * u, "u(freqresp) %.3g", u);
+            if (!strcmp(name, "ref"))
+                cr_assert_leq(fabs(u - 1e-6 / sqrt(3.0) * rr), 1e-9 * u, "u(ref) %.3g", u);
+        }
+    }
+    cr_assert_eq(n_sum, 3);
+    json_decref(recs);
+    free(out);
+    itest_dir_clean();
+}
