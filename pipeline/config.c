@@ -90,14 +90,15 @@ const struct qes_option qes_options[] = {
         {QES_SEC_CHANNEL, "u_delay_s", QES_OPT_DOUBLE, CH(u_delay_s), "s", 0, 1, "0", NULL,
          "calibration: standard uncertainty of delay_s"},
 
-        {QES_SEC_MEASURE, "channel", QES_OPT_STRING, MS(channel), "", 0, 0, NULL, NULL,
-         "name of the [channel.NAME] section measured"},
+        {QES_SEC_MEASURE, "channel", QES_OPT_STRING, MS(channel), "", 0, 0, "", NULL,
+         "name of the [channel.NAME] section measured (every method but ratio)"},
         {QES_SEC_MEASURE, "method", QES_OPT_ENUM, MS(method), "", 0, 0, "fft",
-         "fft|dft|sinefit3|sinefit4|ipdft|demod|reversal|steps",
+         "fft|dft|sinefit3|sinefit4|ipdft|demod|reversal|steps|ratio",
          "estimator: fft/dft = coherent block lock-in; sinefit3 = IEEE 1241 fit at freq_hz "
          "(several harmonics: multi-harmonic fit); sinefit4 = the same with the frequency "
          "estimated; ipdft = interpolated DFT (Hann); demod = streaming dual-phase "
-         "demodulator; reversal = DC polarity reversals; steps = AC-PJVS differential sampling"},
+         "demodulator; reversal = DC polarity reversals; steps = AC-PJVS differential sampling; "
+         "ratio = complex ratio of two other measurements, times a quantum reference"},
         {QES_SEC_MEASURE, "freq_hz", QES_OPT_DOUBLE_AUTO, MS(freq_hz), "Hz", 0, 1e10, "0", NULL,
          "reference (fundamental) frequency, or auto to estimate it in every block (sinefit4, "
          "ipdft); required by every method but reversal; fft/dft need block_periods * fs / "
@@ -161,6 +162,24 @@ const struct qes_option qes_options[] = {
         {QES_SEC_MEASURE, "steps", QES_OPT_DLIST, offsetof(struct qes_cfg_measure, steps),
          QES_CFG_MAX_LIST * 4, offsetof(struct qes_cfg_measure, n_steps), "junctions", -1e9, 1e9,
          "0", NULL, "steps: signed junction count of each step over one period"},
+        {QES_SEC_MEASURE, "numerator", QES_OPT_STRING, MS(numerator), "", 0, 0, "", NULL,
+         "ratio: the [measure.NAME] (a phasor method) on top of the complex ratio"},
+        {QES_SEC_MEASURE, "denominator", QES_OPT_STRING, MS(denominator), "", 0, 0, "", NULL,
+         "ratio: the [measure.NAME] below it; both must have the same block length, and their "
+         "simultaneous blocks give the covariance carried into the ratio's uncertainty"},
+        {QES_SEC_MEASURE, "reference", QES_OPT_ENUM, MS(reference), "", 0, 0, "none",
+         "none|pjvs|qhr",
+         "ratio: quantum value the ratio multiplies: pjvs V = pjvs_n f_j_hz / K_J (the "
+         "denominator measures the Josephson voltage), qhr R = R_K / qhr_plateau; K_J = 2e/h and "
+         "R_K = h/e^2 exact (SI 2019)"},
+        {QES_SEC_MEASURE, "pjvs_n", QES_OPT_DOUBLE, MS(pjvs_n), "junctions", -1e9, 1e9, "0", NULL,
+         "ratio, reference = pjvs: junctions n of the reference voltage (RMS of the synthesised "
+         "waveform in units of f_J / K_J)"},
+        {QES_SEC_MEASURE, "u_fj_rel", QES_OPT_DOUBLE, MS(u_fj_rel), "1", 0, 1e-3, "0", NULL,
+         "ratio, reference = pjvs: relative standard uncertainty of f_j_hz (the microwave "
+         "reference)"},
+        {QES_SEC_MEASURE, "qhr_plateau", QES_OPT_UINT, MS(qhr_plateau), "", 0, 1000, "0", NULL,
+         "ratio, reference = qhr: plateau i (R = R_K / i)"},
         {QES_SEC_MEASURE, "mask_after", QES_OPT_UINT_AUTO, MS(mask_after), "samples", 0, 1e9, "60",
          NULL, "steps: samples masked after each edge, or auto"},
         {QES_SEC_MEASURE, "mask_before", QES_OPT_UINT_AUTO, MS(mask_before), "samples", 0, 1e9,
@@ -899,6 +918,42 @@ int qes_config_validate(const struct qes_config *cfg, char *err, size_t errlen)
     }
     for (size_t i = 0; i < cfg->n_measure; i++) {
         const struct qes_cfg_measure *m = &cfg->measure[i];
+        if (!strcmp(m->method, "ratio")) {
+            const char *names[2] = {m->numerator, m->denominator};
+            for (int j = 0; j < 2; j++) {
+                int found = 0;
+                for (size_t q = 0; q < cfg->n_measure; q++)
+                    found |= q != i && names[j][0] && !strcmp(cfg->measure[q].name, names[j]) &&
+                             strcmp(cfg->measure[q].method, "ratio");
+                if (!found) {
+                    qes_errf(err, errlen,
+                             "%s:%d: [measure.%s] %s: \"%s\" is not another, non-ratio "
+                             "[measure.NAME]",
+                             where, m->line, m->name, j ? "denominator" : "numerator", names[j]);
+                    return QES_ECONFIG;
+                }
+            }
+            if (!strcmp(m->reference, "pjvs") &&
+                (m->pjvs_n == 0 || m->pjvs_n != floor(m->pjvs_n) || !(m->f_j_hz > 0))) {
+                qes_errf(err, errlen,
+                         "%s:%d: [measure.%s] pjvs_n: reference = pjvs needs a whole, non-zero "
+                         "pjvs_n and f_j_hz > 0",
+                         where, m->line, m->name);
+                return QES_ECONFIG;
+            }
+            if (!strcmp(m->reference, "qhr") && m->qhr_plateau == 0) {
+                qes_errf(err, errlen,
+                         "%s:%d: [measure.%s] qhr_plateau: reference = qhr needs the plateau i",
+                         where, m->line, m->name);
+                return QES_ECONFIG;
+            }
+            continue;
+        }
+        if (!m->channel[0]) {
+            qes_errf(err, errlen, "%s:%d: [measure.%s] channel: required key missing", where,
+                     m->line, m->name);
+            return QES_ECONFIG;
+        }
         if (!qes_config_channel(cfg, m->channel)) {
             qes_errf(err, errlen, "%s:%d: [measure.%s] channel: no section [channel.%s]", where,
                      m->line, m->name, m->channel);
@@ -911,7 +966,7 @@ int qes_config_validate(const struct qes_config *cfg, char *err, size_t errlen)
                              where, m->line, m->name, m->harmonics[a]);
                     return QES_ECONFIG;
                 }
-        if (m->freq_hz == 0 && strcmp(m->method, "reversal")) {
+        if (m->freq_hz == 0 && strcmp(m->method, "reversal") && strcmp(m->method, "ratio")) {
             qes_errf(err, errlen,
                      "%s:%d: [measure.%s] freq_hz: required key missing (method %s needs the "
                      "reference frequency)",

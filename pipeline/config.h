@@ -135,6 +135,13 @@ struct qes_cfg_measure {
     size_t n_steps;
     unsigned mask_after;  /* QES_CFG_AUTO_U: chosen from segment scatter */
     unsigned mask_before; /* QES_CFG_AUTO_U */
+    /* ratio and quantum references */
+    char numerator[QES_CFG_NAME_LEN];
+    char denominator[QES_CFG_NAME_LEN];
+    char reference[8]; /* none | pjvs | qhr */
+    double pjvs_n;     /* junctions (a signed whole number) */
+    double u_fj_rel;
+    unsigned qhr_plateau;
     int line;
 };
 

@@ -12,6 +12,7 @@
 #include "dsp/quality.h"
 #include "dsp/allan.h"
 #include "dsp/calib.h"
+#include "dsp/budget.h"
 #include "common/ratio.h"
 #include "dsp/window.h"
 
@@ -70,6 +71,7 @@ struct method {
     const char *name;
     enum qes_rec_kind kind;
     int streaming;
+    int derived; /* computed from other measurements at summary time (ratio) */
     /* set m->n (block methods) and m->st; messages name the measurement */
     int (*create)(struct rt *rt, struct meas *m);
     int (*block)(struct rt *rt, struct meas *m, uint64_t sample_start, struct block_out *o);
@@ -96,7 +98,10 @@ struct meas {
     /* included results, for the Type A rule: x and y per harmonic (phasor
      * methods) or the values (scalar methods, in sx[0]) */
     struct series sx[QES_LOCKIN_MAX_HARMONICS], sy[QES_LOCKIN_MAX_HARMONICS];
-    double tau0_sum; /* sum of the included results' durations, s */
+    struct series sq[QES_LOCKIN_MAX_HARMONICS]; /* their block numbers (phasor) */
+    struct qes_cfg_channel pseudo;              /* ratio: unit and no gain */
+    struct meas *num, *den;                     /* ratio: its two measurements */
+    double tau0_sum;                            /* sum of the included results' durations, s */
     /* calibration chain (phasor methods with a known frequency): the
      * correction of each harmonic's phasor, applied to every block */
     struct qes_calib *cal;
@@ -212,7 +217,8 @@ static int emit_phasor(struct rt *rt, struct meas *m, size_t k, uint64_t seq, ui
     }
     if (include) {
         qes_phasor_acc_add(&m->acc[k], x, y);
-        if (series_add(&m->sx[k], x) || series_add(&m->sy[k], y))
+        if (series_add(&m->sx[k], x) || series_add(&m->sy[k], y) ||
+            series_add(&m->sq[k], (double)seq))
             return QES_ENOMEM;
         if (k == 0)
             m->tau0_sum += (double)n_samples / rt->fs;
@@ -420,6 +426,8 @@ static int process_frame(struct rt *rt, const struct qes_frame *f)
 {
     for (size_t mi = 0; mi < rt->n_m; mi++) {
         struct meas *m = &rt->m[mi];
+        if (m->meth->derived)
+            continue;
         int rc = m->meth->streaming ? feed_stream(rt, m, f) : feed_blocks(rt, m, f);
         if (rc)
             return rc;
@@ -870,7 +878,8 @@ static int demod_feed(struct rt *rt, struct meas *m, const double *x, const doub
                     double bn = (double)st->batch_n[k];
                     qes_phasor_acc_add(&m->acc[k], st->batch_x[k] / bn, st->batch_y[k] / bn);
                     if (series_add(&m->sx[k], st->batch_x[k] / bn) ||
-                        series_add(&m->sy[k], st->batch_y[k] / bn))
+                        series_add(&m->sy[k], st->batch_y[k] / bn) ||
+                        series_add(&m->sq[k], (double)(o->sample / st->decimation)))
                         return QES_ENOMEM;
                     if (k == 0)
                         m->tau0_sum += bn * (double)st->decimation / rt->fs;
@@ -958,6 +967,153 @@ static void no_state(struct meas *m)
     (void)m;
 }
 
+static int calib_terms(struct rt *rt, struct meas *m, size_t k, struct qes_summary_rec *s);
+
+/* ---- ratio: complex ratio of two measurements, times a quantum value -------------- */
+
+static int ratio_create(struct rt *rt, struct meas *m)
+{
+    (void)rt;
+    (void)m;
+    return 0;
+}
+
+static int find_harmonic(const struct meas *m, unsigned h)
+{
+    for (size_t k = 0; k < m->cfg->n_harmonics; k++)
+        if (m->cfg->harmonics[k] == h)
+            return (int)k;
+    return -1;
+}
+
+/* Relative Type B of a measurement's summary at harmonic index k: every
+ * budget term but typeA, relative to r (gain, calibration chain, Type B). */
+static double rel_typeb(struct rt *rt, struct meas *m, size_t k, const char *only)
+{
+    struct qes_summary_rec s = {.measure = m->cfg->name,
+                                .freq_hz = m->cfg->freq_hz * m->cfg->harmonics[k]};
+    double ug = m->cal ? 0 : m->ch->u_gain_rel;
+    if (qes_phasor_summarize(&m->acc[k], ug, 0.95, &s.s) || !(s.s.r > 0))
+        return 0;
+    if (m->cal && calib_terms(rt, m, k, &s))
+        return 0;
+    double u2 = 0;
+    for (size_t i = 1; i < s.s.n_budget; i++)
+        if (!only || (s.s.budget[i].name && !strcmp(s.s.budget[i].name, only)))
+            u2 += s.s.budget[i].u * s.s.budget[i].u;
+    return sqrt(u2) / s.s.r;
+}
+
+/*
+ * Summary of a ratio measurement at harmonic h: blocks of the numerator and
+ * the denominator with the same block number are paired (both unflagged);
+ * the means of (x1, y1, x2, y2) over the pairs and the covariance of those
+ * means (n - 1 dof) give Z = P1 / P2 with the correlation between the
+ * channels carried through (dsp/calib.h qes_cratio_compute).  The value is
+ * Z times the quantum reference Q (pjvs: n f_J / K_J, qhr: R_K / i, none: 1):
+ * x, y, r, phase of Q Z.  Budget of r: typeA (the scatter), gain (both
+ * channels' gain and any other Type B term but the frequency response, which
+ * is listed apart), freqresp, reference (u(f_J)), and [typeb] components.
+ */
+static int ratio_summary(struct rt *rt, struct meas *m, size_t k, struct qes_summary_rec *s)
+{
+    const struct qes_cfg_measure *c = m->cfg;
+    unsigned h = c->harmonics[k];
+    int kn = find_harmonic(m->num, h), kd = find_harmonic(m->den, h);
+    struct qes_phasor_summary *p = &s->s;
+    p->x = p->y = p->r = p->phase_rad = p->u_x = p->u_y = p->u_r = p->u_phase_rad = NAN;
+    p->dof = p->k = p->U_r = NAN;
+    p->coverage = c->coverage;
+    if (kn < 0 || kd < 0) {
+        qes_errf(rt->err, rt->errlen,
+                 "[measure.%s] harmonics: harmonic %u is not measured by both %s and %s", c->name,
+                 h, c->numerator, c->denominator);
+        return QES_ECONFIG;
+    }
+    s->freq_hz = m->num->cfg->freq_hz * h;
+    const struct series *x1 = &m->num->sx[kn], *y1 = &m->num->sy[kn], *q1 = &m->num->sq[kn];
+    const struct series *x2 = &m->den->sx[kd], *y2 = &m->den->sy[kd], *q2 = &m->den->sq[kd];
+    size_t cap = x1->n < x2->n ? x1->n : x2->n, n = 0;
+    double *d = malloc((cap ? cap : 1) * 4 * sizeof *d);
+    if (!d)
+        return QES_ENOMEM;
+    for (size_t i = 0, j = 0; i < x1->n && j < x2->n;) {
+        if (q1->v[i] < q2->v[j]) {
+            i++;
+        } else if (q2->v[j] < q1->v[i]) {
+            j++;
+        } else {
+            double *row = d + 4 * n++;
+            row[0] = x1->v[i];
+            row[1] = y1->v[i];
+            row[2] = x2->v[j];
+            row[3] = y2->v[j];
+            i++;
+            j++;
+        }
+    }
+    p->n = n;
+    s->n_excluded = (x1->n - n) + (x2->n - n);
+    if (n < 2) {
+        free(d);
+        s->flags |= QES_FLAG_FEW_BLOCKS;
+        return 0;
+    }
+    double mean[4], cov[16];
+    int rc = qes_mean_cov(d, n, 4, mean, cov);
+    free(d);
+    struct qes_cratio z;
+    if (!rc)
+        rc = qes_cratio_compute(mean[0], mean[1], mean[2], mean[3], cov, &z);
+    if (rc) {
+        qes_errf(rt->err, rt->errlen,
+                 "[measure.%s]: the ratio %s / %s at harmonic %u cannot be formed (a zero or "
+                 "non-finite phasor): %s",
+                 c->name, c->numerator, c->denominator, h, qes_strerror(rc));
+        return QES_ECONFIG;
+    }
+    double q = 1, u_q = 0;
+    if (!strcmp(c->reference, "pjvs")) {
+        rc = qes_pjvs_voltage((long)c->pjvs_n, c->f_j_hz, c->u_fj_rel, &q, &u_q);
+    } else if (!strcmp(c->reference, "qhr")) {
+        rc = qes_qhr_resistance((int)c->qhr_plateau, &q);
+    }
+    if (rc) {
+        qes_errf(rt->err, rt->errlen, "[measure.%s] reference: bad quantum reference: %s", c->name,
+                 qes_strerror(rc));
+        return QES_ECONFIG;
+    }
+    double aq = fabs(q);
+    p->x = z.re * q;
+    p->y = z.im * q;
+    p->r = z.abs * aq;
+    p->phase_rad = z.arg;
+    double uA = z.u_abs * aq;
+    double g = sqrt(pow(rel_typeb(rt, m->num, (size_t)kn, "gain"), 2) +
+                    pow(rel_typeb(rt, m->den, (size_t)kd, "gain"), 2));
+    double fr = sqrt(pow(rel_typeb(rt, m->num, (size_t)kn, "freqresp"), 2) +
+                     pow(rel_typeb(rt, m->den, (size_t)kd, "freqresp"), 2));
+    size_t nb = 0;
+    p->budget[nb++] = (struct qes_budget_term){"typeA", uA, (double)n - 1};
+    p->budget[nb++] = (struct qes_budget_term){"gain", g * p->r, INFINITY};
+    if (m->num->cal || m->den->cal)
+        p->budget[nb++] = (struct qes_budget_term){"freqresp", fr * p->r, INFINITY};
+    if (strcmp(c->reference, "none"))
+        p->budget[nb++] = (struct qes_budget_term){"reference", u_q * z.abs, INFINITY};
+    p->n_budget = nb;
+    double u2 = 0;
+    for (size_t i = 0; i < nb; i++)
+        u2 += p->budget[i].u * p->budget[i].u;
+    p->u_r = sqrt(u2);
+    p->u_phase_rad = z.u_arg;
+    p->u_x = sqrt(pow(z.u_re * aq, 2) + pow((g + fr) * p->x, 2));
+    p->u_y = sqrt(pow(z.u_im * aq, 2) + pow((g + fr) * p->y, 2));
+    p->dof = qes_ws_dof(p->budget, nb);
+    p->k = qes_coverage_factor(p->coverage, p->dof);
+    p->U_r = p->k * p->u_r;
+    return 0;
+}
+
 static const struct method methods[] = {
         {.name = "fft",
          .kind = QES_REC_PHASOR,
@@ -996,6 +1152,11 @@ static const struct method methods[] = {
          .kind = QES_REC_PHASOR,
          .create = ipdft_create,
          .block = ipdft_block,
+         .destroy = no_state},
+        {.name = "ratio",
+         .kind = QES_REC_PHASOR,
+         .derived = 1,
+         .create = ratio_create,
          .destroy = no_state},
         {.name = "sinefit4",
          .kind = QES_REC_PHASOR,
@@ -1515,6 +1676,19 @@ static int summaries(struct rt *rt, int final)
                     .freq_hz = c->freq_hz * c->harmonics[k],
                     .n_excluded = m->excluded[k],
             };
+            if (m->meth->derived) {
+                int rc = ratio_summary(rt, m, k, &s);
+                if (rc)
+                    return rc;
+                add_typeb(rt, m, c->harmonics[k], s.s.r, s.s.budget, &s.s.n_budget, &s.s.u_r,
+                          &s.s.dof, &s.s.k, &s.s.U_r, s.s.coverage);
+                rc = emit_all(rt, 1, &s);
+                if (rc)
+                    return rc;
+                if (final && rt->d->human)
+                    fmt_human(rt->d->human, &s);
+                continue;
+            }
             if (m->acc[k].n > 0) {
                 /* with a calibration chain the gain term comes from the chain */
                 double ug = m->cal ? 0 : m->ch->u_gain_rel;
@@ -1584,14 +1758,25 @@ int qes_runtime_execute(const struct qes_runtime_desc *d, struct qes_runtime_sta
     for (size_t i = 0; i < rt.n_m; i++) {
         struct meas *m = &rt.m[i];
         m->cfg = &cfg->measure[i];
-        m->ch = qes_config_channel(cfg, m->cfg->channel);
+        if (!strcmp(m->cfg->method, "ratio")) {
+            /* no channel of its own: unit from the reference, gain terms from
+             * the two channels */
+            snprintf(m->pseudo.name, sizeof m->pseudo.name, "(ratio)");
+            snprintf(m->pseudo.unit, sizeof m->pseudo.unit, "%s",
+                     !strcmp(m->cfg->reference, "pjvs")  ? "V"
+                     : !strcmp(m->cfg->reference, "qhr") ? "ohm"
+                                                         : "1");
+            m->ch = &m->pseudo;
+        } else {
+            m->ch = qes_config_channel(cfg, m->cfg->channel);
+        }
         if (!m->ch) {
             qes_errf(err, errlen, "[measure.%s] channel: no [channel.%s]", m->cfg->name,
                      m->cfg->channel);
             rc = QES_ECONFIG;
             goto out;
         }
-        if (m->ch->index >= d->src->n_channels) {
+        if (m->ch != &m->pseudo && m->ch->index >= d->src->n_channels) {
             qes_errf(err, errlen,
                      "[channel.%s] index: %u, but the source has %u channel(s) (indices 0..%u)",
                      m->ch->name, m->ch->index, d->src->n_channels, d->src->n_channels - 1);
@@ -1623,7 +1808,7 @@ int qes_runtime_execute(const struct qes_runtime_desc *d, struct qes_runtime_sta
         rc = m->meth->create(&rt, m);
         if (rc)
             goto out;
-        if (!m->meth->streaming) {
+        if (!m->meth->streaming && !m->meth->derived) {
             rc = make_helpers(&rt, m);
             if (rc)
                 goto out;
@@ -1631,7 +1816,9 @@ int qes_runtime_execute(const struct qes_runtime_desc *d, struct qes_runtime_sta
         rc = make_calib(&rt, m);
         if (rc)
             goto out;
-        if (m->meth->streaming) {
+        if (m->meth->derived) {
+            /* nothing to allocate */
+        } else if (m->meth->streaming) {
             m->xs = malloc(QES_RT_CHUNK * sizeof *m->xs);
             m->ps = malloc(QES_RT_CHUNK * sizeof *m->ps);
             if (!m->xs || !m->ps) {
@@ -1646,6 +1833,28 @@ int qes_runtime_execute(const struct qes_runtime_desc *d, struct qes_runtime_sta
             }
         }
         max_block = m->n > max_block ? m->n : max_block;
+    }
+
+    for (size_t i = 0; i < rt.n_m; i++) {
+        struct meas *m = &rt.m[i];
+        if (!m->meth->derived)
+            continue;
+        for (size_t j = 0; j < rt.n_m; j++) {
+            if (!strcmp(rt.m[j].cfg->name, m->cfg->numerator))
+                m->num = &rt.m[j];
+            if (!strcmp(rt.m[j].cfg->name, m->cfg->denominator))
+                m->den = &rt.m[j];
+        }
+        if (!m->num || !m->den || m->num->meth->kind != QES_REC_PHASOR ||
+            m->den->meth->kind != QES_REC_PHASOR || m->num->meth->derived ||
+            m->den->meth->derived) {
+            qes_errf(err, errlen,
+                     "[measure.%s] numerator: a ratio needs two phasor measurements "
+                     "(fft, dft, sinefit3/4, ipdft, demod)",
+                     m->cfg->name);
+            rc = QES_ECONFIG;
+            goto out;
+        }
     }
 
     for (size_t i = 0; i < d->n_recs; i++) {
@@ -1730,6 +1939,7 @@ out:
         for (size_t k = 0; k < QES_LOCKIN_MAX_HARMONICS; k++) {
             free(m->sx[k].v);
             free(m->sy[k].v);
+            free(m->sq[k].v);
         }
         free(m->buf);
         free(m->xs);

@@ -565,3 +565,64 @@ Test(methods, calibration_chain_and_typeb)
     free(out);
     itest_dir_clean();
 }
+
+/*
+ * A PJVS-referenced AC comparison: channel 1 digitises a Josephson waveform
+ * of RMS n f_J / K_J (n = 6909 at 70 GHz: 1.00008 V), channel 0 the DUT (1 V,
+ * 10 uV white noise on each).  The ratio measurement times the quantum value
+ * must return the DUT voltage within its expanded uncertainty (issue 4), and
+ * its budget must list typeA, gain, freqresp and reference.  Coverage 0.999
+ * keeps a false failure improbable (1e-3 for the fixed seed's draw).
+ */
+Test(methods, pjvs_referenced_ratio)
+{
+    itest_dir_make();
+    const double vj = (double)qes_si_josephson_v(6909, 70e9);
+    char csv[4200], ini[8192];
+    snprintf(csv, sizeof csv, "%s/fr.csv", itest_dir());
+    cr_assert_eq(qes_test_write(csv, "100, 1.0, 2e-6, 0, 1e-6\n10000, 1.0, 2e-6, 0, 1e-6\n"), 0);
+    snprintf(ini, sizeof ini,
+             "[source]\nkind = sim\nsample_rate_hz = 100000\nseconds = 1\nadc_bits = 0\nseed = 11\n"
+             "start_time = 2026-11-27T00:00:00Z\n"
+             "[channel.dut]\nindex = 0\nu_gain_rel = 1e-6\nfreq_response = %s\n"
+             "[channel.jvs]\nindex = 1\nu_gain_rel = 1e-6\n"
+             "[sim.dut]\nfreq_hz = 1000\nrms = 1.0\nphase_rad = 0.1\nnoise_rms = 1e-5\n"
+             "[sim.jvs]\nfreq_hz = 1000\nrms = %.17g\nphase_rad = 0\nnoise_rms = 1e-5\n"
+             "[measure.dut]\nchannel = dut\nmethod = dft\nfreq_hz = 1000\n"
+             "[measure.jvs]\nchannel = jvs\nmethod = dft\nfreq_hz = 1000\n"
+             "[measure.v]\nmethod = ratio\nnumerator = dut\ndenominator = jvs\nreference = pjvs\n"
+             "pjvs_n = 6909\nf_j_hz = 70e9\nu_fj_rel = 1e-9\ncoverage = 0.999\n",
+             csv, vj);
+    itest_simulate("pj", ini);
+    char *out = itest_replay("pj", NULL, 0);
+    json_t *recs = itest_parse_jsonl(out);
+    size_t i;
+    json_t *r;
+    int found_v = 0;
+    json_array_foreach(recs, i, r)
+    {
+        if (!itest_is(r, "summary") ||
+            strcmp(json_string_value(json_object_get(r, "measure")), "v"))
+            continue;
+        found_v = 1;
+        double v = itest_num(r, "r"), U = itest_num(r, "U_r");
+        fprintf(stderr, "PJVS-referenced DUT: %.12f V, U = %.3g V (k = %.3f), error %.3g V\n", v, U,
+                itest_num(r, "k"), v - 1.0);
+        cr_assert_str_eq(json_string_value(json_object_get(r, "unit")), "V");
+        cr_assert_leq(fabs(v - 1.0), U, "error %.3g V > U %.3g V", v - 1.0, U);
+        cr_assert_leq(fabs(itest_wrap(itest_num(r, "phase_rad") - 0.1)), 1e-4);
+        json_t *b = json_object_get(r, "budget");
+        const char *want[] = {"typeA", "gain", "freqresp", "reference"};
+        for (size_t w = 0; w < 4; w++) {
+            int found = 0;
+            for (size_t j = 0; j < json_array_size(b); j++)
+                found |= !strcmp(json_string_value(json_object_get(json_array_get(b, j), "name")),
+                                 want[w]);
+            cr_assert(found, "budget lacks %s", want[w]);
+        }
+    }
+    cr_assert(found_v, "no summary of the ratio measurement");
+    json_decref(recs);
+    free(out);
+    itest_dir_clean();
+}
