@@ -65,6 +65,10 @@ struct qes_phasor_summary {
     /* how the typeA term was evaluated, for the record ("" = standard
      * deviation of the mean, n - 1 dof) */
     char typeA_rule[192];
+    /* Monte Carlo check (GUM Supplement 1) of r, when asked: trials (0 = not
+     * run), standard deviation and shortest coverage interval */
+    uint64_t mc_trials;
+    double mc_u, mc_lo, mc_hi;
 };
 
 /*
@@ -91,6 +95,8 @@ struct qes_scalar_summary {
     struct qes_budget_term budget[QES_BUDGET_MAX];
     size_t n_budget;
     char typeA_rule[192]; /* as in struct qes_phasor_summary */
+    uint64_t mc_trials;   /* as in struct qes_phasor_summary, for value */
+    double mc_u, mc_lo, mc_hi;
 };
 
 /* Running mean and variance, Welford's algorithm. */

@@ -48,6 +48,7 @@ struct opts {
     double seconds;
     int has_seconds;
     int no_verify;
+    uint64_t mc;
     int quiet;
     int help;
     int ini;
@@ -95,6 +96,9 @@ static const char *const usage_replay =
         "  --set K=V           override a key (repeatable)\n"
         "  -o, --output SINK   results.db | results.jsonl | results.csv | - (repeatable)\n"
         "  --no-verify         do not check core:sha512 against the data before processing\n"
+        "  --mc N              also propagate every final summary by Monte Carlo (GUM\n"
+        "                      Supplement 1, N trials): summaries gain \"mc\": standard\n"
+        "                      deviation and shortest coverage interval of r (or value)\n"
         "  -q, --quiet         no summary lines on stderr\n"
         "\n"
         "The same capture, configuration and build always give byte-identical block and\n"
@@ -123,6 +127,7 @@ static const char *const usage_run =
         "\n"
         "  --set K=V           override a key (repeatable)\n"
         "  -o, --output SINK   results.db | results.jsonl | results.csv | - (repeatable)\n"
+        "  --mc N              Monte Carlo check of the final summaries (see qes replay --help)\n"
         "  -q, --quiet         no summary lines on stderr\n";
 
 static const char *const usage_bench =
@@ -186,6 +191,13 @@ static int parse_args(const char *cmd, int argc, char **argv, struct opts *o)
             if (end == next || *end || !(o->seconds > 0) || !isfinite(o->seconds))
                 return usage_error(cmd, "--seconds %s: expected a positive number", next);
             o->has_seconds = 1;
+        } else if (!strcmp(a, "--mc")) {
+            NEED_ARG();
+            char *end;
+            unsigned long long v = strtoull(next, &end, 10);
+            if (end == next || *end || v < 1000 || v > 100000000)
+                return usage_error(cmd, "--mc %s: expected a number of trials, 1000..1e8", next);
+            o->mc = v;
         } else if (!strcmp(a, "--no-verify")) {
             o->no_verify = 1;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
@@ -531,6 +543,7 @@ static int cmd_replay(int argc, char **argv)
             .progress = progress_stream(cfg),
             .total_frames = total,
             .stop = &g_stop,
+            .mc_trials = o.mc,
     };
     struct qes_runtime_stats rs;
     rc = qes_runtime_execute(&rd_desc, &rs, err, sizeof err);
@@ -812,6 +825,7 @@ static int cmd_run(int argc, char **argv)
             .human = o.quiet ? NULL : stderr,
             .progress = progress_stream(cfg),
             .total_frames = sd.n_frames,
+            .mc_trials = o.mc,
     };
     struct qes_runtime_stats rs;
     rc = qes_runtime_execute(&rd, &rs, err, sizeof err);

@@ -505,6 +505,16 @@ int qes_block_json(FILE *f, const struct qes_run_rec *run, const struct qes_bloc
     return finish(f, failed);
 }
 
+/* ,"mc":{...} when a Monte Carlo check was run (GUM Supplement 1). */
+static int put_mc(FILE *f, uint64_t trials, double u, double lo, double hi)
+{
+    if (!trials)
+        return 0;
+    return put_key(f, "mc") || putc('{', f) == EOF || put_s(f, "\"trials\":") ||
+           put_u64(f, trials) || put_key(f, "u") || put_num(f, u) || put_key(f, "lo") ||
+           put_num(f, lo) || put_key(f, "hi") || put_num(f, hi) || putc('}', f) == EOF;
+}
+
 static int summary_phasor(FILE *f, const struct qes_summary_rec *s)
 {
     const struct qes_phasor_summary *p = &s->s;
@@ -519,7 +529,8 @@ static int summary_phasor(FILE *f, const struct qes_summary_rec *s)
            put_num(f, p->u_phase_rad) || put_key(f, "dof") || put_num(f, p->dof) ||
            put_key(f, "k") || put_num(f, p->k) || put_key(f, "U_r") || put_num(f, p->U_r) ||
            put_key(f, "coverage") || put_num(f, p->coverage) || put_key(f, "budget") ||
-           put_budget(f, p->budget, p->n_budget, p->typeA_rule);
+           put_budget(f, p->budget, p->n_budget, p->typeA_rule) ||
+           put_mc(f, p->mc_trials, p->mc_u, p->mc_lo, p->mc_hi);
 }
 
 static int summary_scalar(FILE *f, const struct qes_summary_rec *s)
@@ -531,7 +542,8 @@ static int summary_scalar(FILE *f, const struct qes_summary_rec *s)
            put_num(f, v->dof) || put_key(f, "k") || put_num(f, v->k) || put_key(f, "U") ||
            put_num(f, v->U) || put_key(f, "coverage") || put_num(f, v->coverage) ||
            put_key(f, "unit") || put_jstr(f, s->unit) || put_key(f, "budget") ||
-           put_budget(f, v->budget, v->n_budget, v->typeA_rule);
+           put_budget(f, v->budget, v->n_budget, v->typeA_rule) ||
+           put_mc(f, v->mc_trials, v->mc_u, v->mc_lo, v->mc_hi);
 }
 
 int qes_summary_json(FILE *f, const struct qes_run_rec *run, const struct qes_summary_rec *s)

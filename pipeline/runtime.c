@@ -1294,6 +1294,7 @@ static void fmt_dof(double dof, char *buf, size_t len)
 static void add_typeb(struct rt *rt, struct meas *m, unsigned harmonic, double value,
                       struct qes_budget_term *budget, size_t *n_budget, double *u, double *dof,
                       double *k, double *U, double coverage);
+static int mc_check(struct rt *rt, struct meas *m, size_t k, struct qes_summary_rec *s);
 static int typeA_scalar(struct rt *rt, struct meas *m, struct qes_summary_rec *s);
 
 static int scalar_summary(struct rt *rt, struct meas *m, int final)
@@ -1329,6 +1330,11 @@ static int scalar_summary(struct rt *rt, struct meas *m, int final)
     if (m->sacc.n > 0)
         add_typeb(rt, m, 0, s.v.value, s.v.budget, &s.v.n_budget, &s.v.u, &s.v.dof, &s.v.k, &s.v.U,
                   s.v.coverage);
+    if (final && rt->d->mc_trials && m->sacc.n > 1) {
+        rc = mc_check(rt, m, 0, &s);
+        if (rc)
+            return rc;
+    }
     rc = emit_all(rt, 1, &s);
     if (rc || !final || !rt->d->human)
         return rc;
@@ -1654,6 +1660,114 @@ static void add_typeb(struct rt *rt, struct meas *m, unsigned harmonic, double v
     *U = *k * *u;
 }
 
+/*
+ * Monte Carlo check of a final summary (GUM Supplement 1, --mc N): the
+ * same model propagated by sampling.  Phasor: r = |(x, y)| * prod(1 + d_i),
+ * with x, y the mean phasor (Student t with the Type A dof, correlated as
+ * their scatter), and each Type B term a relative deviation d_i: uniform,
+ * triangular or arcsine for [typeb] components of those distributions, else
+ * normal.  Scalar: value + sum of the Type B terms as additive deviations.
+ * Reports the standard deviation and the shortest coverage interval next to
+ * the analytic U, so a user can see where the linearisation holds.
+ */
+static enum qes_unc_kind mc_kind(struct rt *rt, const char *name, double *half, double value,
+                                 double u)
+{
+    const struct qes_config *cfg = rt->d->cfg;
+    for (size_t i = 0; i < cfg->n_typeb; i++) {
+        const struct qes_cfg_typeb *t = &cfg->typeb[i];
+        if (!name || strcmp(t->name, name) || !strcmp(t->distribution, "normal"))
+            continue;
+        *half = fabs(t->sensitivity) * t->half_width * (t->relative ? fabs(value) : 1);
+        return !strcmp(t->distribution, "rectangular")  ? QES_UNC_RECT
+               : !strcmp(t->distribution, "triangular") ? QES_UNC_TRIANG
+                                                        : QES_UNC_ARCSINE;
+    }
+    *half = u;
+    return QES_UNC_STANDARD;
+}
+
+struct mc_model_ctx {
+    int phasor;
+    size_t n_in;
+};
+
+static int mc_eval(const double *x, double *y, void *ctx)
+{
+    const struct mc_model_ctx *c = ctx;
+    double v = c->phasor ? hypot(x[0], x[1]) : x[0];
+    for (size_t i = c->phasor ? 2 : 1; i < c->n_in; i++)
+        v = c->phasor ? v * (1 + x[i]) : v + x[i];
+    y[0] = v;
+    return 0;
+}
+
+static int mc_check(struct rt *rt, struct meas *m, size_t k, struct qes_summary_rec *s)
+{
+    int phasor = s->kind == QES_REC_PHASOR;
+    const struct qes_budget_term *b = phasor ? s->s.budget : s->v.budget;
+    size_t nb = phasor ? s->s.n_budget : s->v.n_budget;
+    double value = phasor ? s->s.r : s->v.value;
+    if (nb < 1 || !isfinite(value) || !isfinite(b[0].u) || m->meth->derived)
+        return 0;
+    enum { NMAX = QES_BUDGET_MAX + 2 };
+    struct qes_input in[NMAX];
+    double corr[NMAX * NMAX];
+    size_t n_in = 0;
+    double dofA = b[0].dof > 0 ? b[0].dof : INFINITY, rho = 0;
+    if (phasor) {
+        const struct qes_phasor_acc *a = &m->acc[k];
+        double nn = (double)a->n;
+        double sx = sqrt(a->m2_xx / (nn - 1) / nn), sy = sqrt(a->m2_yy / (nn - 1) / nn);
+        rho = sx > 0 && sy > 0 ? a->m2_xy / (nn - 1) / nn / (sx * sy) : 0;
+        /* the Type A term may have been widened by the noise rule */
+        double white = hypot(s->s.x * sx, s->s.y * sy) / s->s.r;
+        double scale = white > 0 ? b[0].u / white : 1;
+        if (!(scale >= 1))
+            scale = 1;
+        in[n_in++] = (struct qes_input){"x", s->s.x, QES_UNC_STANDARD, sx * scale, 0, 1, dofA};
+        in[n_in++] = (struct qes_input){"y", s->s.y, QES_UNC_STANDARD, sy * scale, 0, 1, dofA};
+    } else {
+        in[n_in++] = (struct qes_input){"value", value, QES_UNC_STANDARD, b[0].u, 0, 1, dofA};
+    }
+    for (size_t i = 1; i < nb && n_in < NMAX; i++) {
+        double half;
+        enum qes_unc_kind kind = mc_kind(rt, b[i].name, &half, value, b[i].u);
+        if (phasor)
+            half /= value; /* relative deviation */
+        in[n_in++] = (struct qes_input){b[i].name, 0, kind, half, 0, 1, b[i].dof};
+    }
+    memset(corr, 0, sizeof corr);
+    for (size_t i = 0; i < n_in; i++)
+        corr[i * n_in + i] = 1;
+    if (phasor)
+        corr[1] = corr[n_in] = rho;
+    struct mc_model_ctx ctx = {phasor, n_in};
+    struct qes_model model = {mc_eval, &ctx, n_in, 1};
+    struct qes_mc_desc d = {.trials = rt->d->mc_trials,
+                            .seed = 20191120,
+                            .coverage = phasor ? s->s.coverage : s->v.coverage};
+    struct qes_mc_stat st;
+    int rc = qes_mc_propagate(&model, in, corr, &d, &st, NULL);
+    if (rc) {
+        qes_errf(rt->err, rt->errlen, "[measure.%s]: Monte Carlo check failed: %s", m->cfg->name,
+                 qes_strerror(rc));
+        return rc;
+    }
+    if (phasor) {
+        s->s.mc_trials = rt->d->mc_trials;
+        s->s.mc_u = st.u;
+        s->s.mc_lo = st.lo;
+        s->s.mc_hi = st.hi;
+    } else {
+        s->v.mc_trials = rt->d->mc_trials;
+        s->v.mc_u = st.u;
+        s->v.mc_lo = st.lo;
+        s->v.mc_hi = st.hi;
+    }
+    return 0;
+}
+
 static int summaries(struct rt *rt, int final)
 {
     for (size_t mi = 0; mi < rt->n_m; mi++) {
@@ -1716,6 +1830,11 @@ static int summaries(struct rt *rt, int final)
             if (m->acc[k].n > 0)
                 add_typeb(rt, m, c->harmonics[k], s.s.r, s.s.budget, &s.s.n_budget, &s.s.u_r,
                           &s.s.dof, &s.s.k, &s.s.U_r, s.s.coverage);
+            if (final && rt->d->mc_trials && m->acc[k].n > 1) {
+                rc = mc_check(rt, m, k, &s);
+                if (rc)
+                    return rc;
+            }
             rc = emit_all(rt, 1, &s);
             if (rc)
                 return rc;

@@ -31,6 +31,7 @@ struct qes_runtime_desc {
     FILE *human;                 /* one line per measurement and harmonic at the end; NULL */
     FILE *progress;              /* progress lines; NULL for none */
     uint64_t total_frames;       /* for progress; 0 = unknown */
+    uint64_t mc_trials;          /* > 0: Monte Carlo check of every final summary */
 };
 
 struct qes_runtime_stats {

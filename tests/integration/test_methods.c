@@ -626,3 +626,55 @@ Test(methods, pjvs_referenced_ratio)
     free(out);
     itest_dir_clean();
 }
+
+/*
+ * --mc N: the Monte Carlo check of every final summary.  For the 1 V
+ * fundamental the model is linear to ~u/r = 1e-6, so the MC standard
+ * deviation equals the analytic u_r times sqrt(nu / (nu - 2)): Supplement 1
+ * samples a Type A input with nu dof from a scaled t distribution, whose
+ * standard deviation is u sqrt(nu / (nu - 2)) (1.021 for nu = 49), while the
+ * GUM's u is s / sqrt(n).  Sampling error: sd(u_mc)/u ~ 1/sqrt(2M) = 2.2e-3
+ * for M = 1e5; bound 5 sd = 1.1e-2.  For an
+ * absent harmonic (r at the noise level) the linearisation fails: r - U_r
+ * goes below zero, an impossible amplitude, while the MC interval stays
+ * at or above zero.
+ */
+Test(methods, monte_carlo_check)
+{
+    itest_dir_make();
+    itest_simulate("mc",
+                   "[source]\nkind = sim\nsample_rate_hz = 100000\nseconds = 0.5\nadc_bits = 0\n"
+                   "seed = 5\nstart_time = 2026-11-27T00:00:00Z\n[channel.dut]\nindex = 0\n"
+                   "[sim.dut]\nfreq_hz = 1000\nrms = 1.0\nnoise_rms = 1e-4\n"
+                   "[measure.q]\nchannel = dut\nmethod = dft\nfreq_hz = 1000\n"
+                   "harmonics = 1,4\n");
+    char *out = itest_replay("mc", "--mc 100000", 0);
+    json_t *recs = itest_parse_jsonl(out);
+    size_t i;
+    json_t *r;
+    int n = 0;
+    json_array_foreach(recs, i, r)
+    {
+        if (!itest_is(r, "summary"))
+            continue;
+        n++;
+        int h = (int)json_integer_value(json_object_get(r, "harmonic"));
+        json_t *mc = json_object_get(r, "mc");
+        cr_assert_not_null(mc, "h%d: no Monte Carlo result", h);
+        double u = itest_num(r, "u_r"), umc = itest_num(mc, "u");
+        double rr = itest_num(r, "r"), U = itest_num(r, "U_r");
+        fprintf(stderr, "h%d: r %.6g, analytic u %.4g [%.6g, %.6g], MC u %.4g [%.6g, %.6g]\n", h,
+                rr, u, rr - U, rr + U, umc, itest_num(mc, "lo"), itest_num(mc, "hi"));
+        if (h == 1) {
+            double nu = itest_num(json_array_get(json_object_get(r, "budget"), 0), "dof");
+            cr_assert_leq(fabs(umc / (u * sqrt(nu / (nu - 2))) - 1), 1.1e-2);
+        } else {
+            cr_assert_lt(rr - U, 0, "the linearised interval should reach below zero here");
+            cr_assert_geq(itest_num(mc, "lo"), 0);
+        }
+    }
+    cr_assert_eq(n, 2);
+    json_decref(recs);
+    free(out);
+    itest_dir_clean();
+}
