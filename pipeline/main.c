@@ -9,6 +9,7 @@
 #include "hw/source_sigmf.h"
 #include "hw/source_sim.h"
 #include "bench/bench.h"
+#include "pipeline/cmd_adev.h"
 #include "pipeline/config.h"
 #include "pipeline/hash.h"
 #include "pipeline/record.h"
@@ -73,6 +74,9 @@ static const char *const usage_main =
         "                      process a live source in real time (kind = sim for now)\n"
         "  bench [--quick] [--json FILE]\n"
         "                      measure the lock-in kernels against baselines\n"
+        "  adev INPUT [--kind K] [--json FILE]\n"
+        "                      Allan-family deviations with confidence intervals and noise\n"
+        "                      type of a series (text column, or block results from a .db)\n"
         "  help config [--ini] every configuration key with unit, range, default and meaning\n"
         "\n"
         "options: --help (also after each command), --version\n"
@@ -887,14 +891,15 @@ static int cmd_help(int argc, char **argv)
     }
     static const struct {
         const char *name, *text;
-    } topics[] = {{"replay", NULL}, {"simulate", NULL}, {"run", NULL}, {"bench", NULL}};
-    const char *texts[] = {usage_replay, usage_simulate, usage_run, usage_bench};
+    } topics[] = {{"replay", NULL}, {"simulate", NULL}, {"run", NULL}, {"bench", NULL},
+                  {"adev", NULL}};
+    const char *texts[] = {usage_replay, usage_simulate, usage_run, usage_bench, qes_usage_adev};
     for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++)
         if (!strcmp(o.positional, topics[i].name)) {
             fputs(texts[i], stdout);
             return EXIT_OK;
         }
-    return usage_error("help", "no help on \"%s\"; topics: config replay simulate run bench",
+    return usage_error("help", "no help on \"%s\"; topics: config replay simulate run bench adev",
                        o.positional);
 }
 
@@ -923,6 +928,8 @@ int main(int argc, char **argv)
         return cmd_bench(argc - 2, argv + 2);
     if (!strcmp(cmd, "help"))
         return cmd_help(argc - 2, argv + 2);
+    if (!strcmp(cmd, "adev"))
+        return qes_cmd_adev(argc - 2, argv + 2, stdout, stderr);
     fprintf(stderr, "qes: unknown command \"%s\"\n\n%s", cmd, usage_main);
     return EXIT_USAGE;
 }
