@@ -235,26 +235,7 @@ static int comment_config(FILE *f, const char *ini)
 
 static int check_run(struct rec_csv *c, const struct qes_run_rec *run, const char *what)
 {
-    struct qes_recorder *r = &c->base;
-    if (c->closed) {
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: %s record after close", r->target, what);
-        return QES_EINVAL;
-    }
-    if (!run) {
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: %s record without a run", r->target, what);
-        return QES_EINVAL;
-    }
-    if (!c->have_run) {
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: %s record before the run record", r->target,
-                 what);
-        return QES_EINVAL;
-    }
-    if (strncmp(c->run_id, run->id, 37) != 0) {
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: %s record of run %.36s, but the run is %s",
-                 r->target, what, run->id, c->run_id);
-        return QES_EINVAL;
-    }
-    return 0;
+    return qes__rec_check_order(&c->base, c->closed, c->have_run, c->run_id, run, what);
 }
 
 static int csv_run(struct qes_recorder *r, const struct qes_run_rec *run)

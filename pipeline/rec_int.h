@@ -7,4 +7,13 @@
  * directory count as success). */
 int qes__fsync_dir_of(const char *path);
 
+struct qes_recorder;
+struct qes_run_rec;
+
+/* Records come in order: a run record first, then only records of that run,
+ * none after close.  Returns 0, or QES_EINVAL with r->errmsg naming the
+ * sink and what was wrong ("block", "summary" in what). */
+int qes__rec_check_order(struct qes_recorder *r, int closed, int have_run, const char *run_id,
+                         const struct qes_run_rec *run, const char *what);
+
 #endif

@@ -624,29 +624,6 @@ static int jsonl_fail(struct rec_jsonl *j, int code, int e, const char *what)
 }
 
 /* Run record first, and every record of this sink from that run. */
-static int check_run(struct qes_recorder *r, int closed, int have_run, const char *run_id,
-                     const struct qes_run_rec *run, const char *what)
-{
-    if (closed) {
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: %s record after close", r->target, what);
-        return QES_EINVAL;
-    }
-    if (!run) {
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: %s record without a run", r->target, what);
-        return QES_EINVAL;
-    }
-    if (!have_run) {
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: %s record before the run record", r->target,
-                 what);
-        return QES_EINVAL;
-    }
-    if (strncmp(run_id, run->id, 37) != 0) {
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: %s record of run %.36s, but the run is %s",
-                 r->target, what, run->id, run_id);
-        return QES_EINVAL;
-    }
-    return 0;
-}
 
 static int jsonl_record(struct rec_jsonl *j, int rc)
 {
@@ -697,7 +674,7 @@ static int jsonl_block(struct qes_recorder *r, const struct qes_run_rec *run,
     struct rec_jsonl *j = (struct rec_jsonl *)r;
     if (j->err)
         return j->err;
-    int rc = check_run(r, j->closed, j->have_run, j->run_id, run, "block");
+    int rc = qes__rec_check_order(r, j->closed, j->have_run, j->run_id, run, "block");
     if (rc)
         return rc;
     if (!b || !b->measure || (b->kind != QES_REC_PHASOR && b->kind != QES_REC_SCALAR)) {
@@ -715,7 +692,7 @@ static int jsonl_summary(struct qes_recorder *r, const struct qes_run_rec *run,
     struct rec_jsonl *j = (struct rec_jsonl *)r;
     if (j->err)
         return j->err;
-    int rc = check_run(r, j->closed, j->have_run, j->run_id, run, "summary");
+    int rc = qes__rec_check_order(r, j->closed, j->have_run, j->run_id, run, "summary");
     if (rc)
         return rc;
     if (!s || !s->measure || !summary_valid(s)) {

@@ -35,6 +35,7 @@
  * Errors: any SQLite failure is QES_EDB (QES_ENOSPC for a full disk) with the
  * file name and sqlite3_errmsg in errmsg; the first failure is sticky.
  */
+#include "pipeline/rec_int.h"
 #include "pipeline/record.h"
 #include "common/err.h"
 #include "common/utctime.h"
@@ -359,26 +360,7 @@ static int verify_present(struct rec_sqlite *s, sqlite3_stmt *chk, const char *k
 
 static int check_run(struct rec_sqlite *s, const struct qes_run_rec *run, const char *what)
 {
-    struct qes_recorder *r = &s->base;
-    if (s->closed) {
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: %s record after close", r->target, what);
-        return QES_EINVAL;
-    }
-    if (!run) {
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: %s record without a run", r->target, what);
-        return QES_EINVAL;
-    }
-    if (!s->have_run) {
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: %s record before the run record", r->target,
-                 what);
-        return QES_EINVAL;
-    }
-    if (strncmp(s->run_id, run->id, 37) != 0) {
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: %s record of run %.36s, but the run is %s",
-                 r->target, what, run->id, s->run_id);
-        return QES_EINVAL;
-    }
-    return 0;
+    return qes__rec_check_order(&s->base, s->closed, s->have_run, s->run_id, run, what);
 }
 
 static int sq_run(struct qes_recorder *r, const struct qes_run_rec *run)

@@ -81,3 +81,27 @@ int qes__fsync_dir_of(const char *path)
     close(fd);
     return rc;
 }
+
+int qes__rec_check_order(struct qes_recorder *r, int closed, int have_run, const char *run_id,
+                         const struct qes_run_rec *run, const char *what)
+{
+    if (closed) {
+        snprintf(r->errmsg, sizeof r->errmsg, "%s: %s record after close", r->target, what);
+        return QES_EINVAL;
+    }
+    if (!run) {
+        snprintf(r->errmsg, sizeof r->errmsg, "%s: %s record without a run", r->target, what);
+        return QES_EINVAL;
+    }
+    if (!have_run) {
+        snprintf(r->errmsg, sizeof r->errmsg, "%s: %s record before the run record", r->target,
+                 what);
+        return QES_EINVAL;
+    }
+    if (strncmp(run_id, run->id, 37) != 0) {
+        snprintf(r->errmsg, sizeof r->errmsg, "%s: %s record of run %.36s, but the run is %s",
+                 r->target, what, run->id, run_id);
+        return QES_EINVAL;
+    }
+    return 0;
+}
