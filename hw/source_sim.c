@@ -31,8 +31,38 @@
  * Gaussian variates from the Marsaglia polar method (the second value of each
  * pair is kept for the next sample of the same channel).
  *
+ * Flicker.  phi(m) = sum_k c_k x_k(m), a bank of SIM_FL_K first-order (AR(1))
+ * filters x_k(m) = a_k x_k(m - 1) + g(m) driven by ONE standard Gaussian g(m)
+ * per sample, a_k = exp(-1 / tau_k), tau_k = 4^k samples (k = 0..13, up to
+ * 6.7e7 samples), c_k proportional to tau_k^-1/2.  A common input makes the
+ * bank a filter whose transfer sum_k c_k / (1 - a_k z^-1) approximates
+ * f^-1/2: the continuous version has impulse response sum_k c_k e^(-t/tau_k),
+ * a geometric-grid quadrature of int tau^-3/2 e^(-t/tau) dtau ~ t^-1/2, whose
+ * ripple (Poisson summation) is sech(2 pi^2 / ln 4) ~ 1e-6: the flatness is
+ * set by the two ends only.  Computed exactly on the discrete transfer,
+ * f |H(f)|^2 is constant within +-0.44 dB from 1e-7 fs to fs / 2 (+-0.24 dB
+ * up to 0.1 fs, +-0.11 dB from 1e-6 fs to 0.1 fs); below 1 / (2 pi tau_13) ~
+ * 2.4e-9 fs the spectrum turns white, so the process is stationary with a
+ * finite variance.  The state before sample 0 is drawn from the stationary
+ * distribution (covariance P_jk = 1 / (1 - a_j a_k), Cholesky at create), so
+ * every window of a run, the first included, has the same statistics: the
+ * source has been on for ever.  The scale is set at create so that the mean
+ * of phi over n_1 = max(1, round(fs)) consecutive samples (one second) has
+ * standard deviation flicker_rms, from the exact variance of that mean,
+ *     (1 / n_1^2) sum_jk c_j c_k P_jk [n_1 + S(a_j) + S(a_k)],
+ *     S(a) = sum_{l=1}^{n_1-1} (n_1 - l) a^l.
+ * Cost: one Gaussian and 2 x 14 multiply-adds per sample (~25 ns on the
+ * 2-core test machine, twice the cost of a sample of sine and white noise).  g comes from a
+ * stream of its own (the seed's generator long-jumped by 2^192 draws, then
+ * jumped by 2^128 per channel), so the white noise stream, and with it every
+ * output with flicker_rms = 0, is the same as without the flicker feature.
+ * Where phi goes: see hw/source_sim.h (on the level of the DC signal with no
+ * harmonics, on the fundamental's RMS amplitude with harmonics).
+ *
  * Value and quantisation.  v = (offset + drift_per_s * (m / fs)) + sum_k a_k
- * cos(...) + noise_rms * g (the drift term is skipped when drift_per_s == 0).
+ * cos(...) + noise_rms * g (the drift term is skipped when drift_per_s == 0);
+ * with flicker the harmonic sum H becomes H + H (phi / rms_0), or phi is
+ * added to the offset and drift term when there are no harmonics.
  * With adc_bits > 0 the delivered count is round(v / gain), rounding halves
  * away from zero (C round()), clipped to [-2^(bits-1), 2^(bits-1) - 1]; each
  * clipped sample is counted (qes_source_sim_clipped).
@@ -57,6 +87,7 @@
 #define SIM_RATIO_TOL 1e-15       /* relative tolerance of that ratio */
 #define SIM_TABLE_MAX 131072u     /* tabulate one period when q <= this (1 MiB/channel) */
 #define SIM_BLOCK     1024u       /* frames generated per channel in one pass */
+#define SIM_FL_K      14          /* flicker filters, tau_k = 4^k samples */
 
 #if defined(__GNUC__)
 #define SIM_PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -81,6 +112,12 @@ struct sim_rng {
     double spare;
 };
 
+enum sim_flicker {
+    SIM_FL_OFF,   /* flicker_rms == 0 */
+    SIM_FL_LEVEL, /* no harmonics: phi added to the value */
+    SIM_FL_AMPL,  /* harmonics: sum scaled by 1 + phi / rms_0 */
+};
+
 struct sim_chan {
     enum sim_mode mode;
     size_t nh;
@@ -92,6 +129,11 @@ struct sim_chan {
     long double hx[QES_SIM_MAX_HARMONICS]; /* h f / fs (LONG) */
     double noise_rms, offset, drift_per_s, gain;
     struct sim_rng rng;
+    enum sim_flicker fl;
+    double fl_a[SIM_FL_K]; /* exp(-1 / tau_k) */
+    double fl_c[SIM_FL_K]; /* output weights, scaled (relative to rms_0 for SIM_FL_AMPL) */
+    double fl_x[SIM_FL_K]; /* filter states */
+    struct sim_rng fl_rng;
 };
 
 struct sim {
@@ -147,6 +189,29 @@ static void sim_xoshiro_jump(uint64_t *s)
 {
     static const uint64_t jump[] = {UINT64_C(0x180ec6d33cfd0aba), UINT64_C(0xd5a61266f0c9392c),
                                     UINT64_C(0xa9582618e03fc9aa), UINT64_C(0x39abdc4529b1661c)};
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = 0; i < sizeof jump / sizeof jump[0]; i++) {
+        for (int b = 0; b < 64; b++) {
+            if (jump[i] & (UINT64_C(1) << b)) {
+                s0 ^= s[0];
+                s1 ^= s[1];
+                s2 ^= s[2];
+                s3 ^= s[3];
+            }
+            sim_xoshiro_next(s);
+        }
+    }
+    s[0] = s0;
+    s[1] = s1;
+    s[2] = s2;
+    s[3] = s3;
+}
+
+/* Advance by 2^192 draws: the flicker streams start there. */
+static void sim_xoshiro_long_jump(uint64_t *s)
+{
+    static const uint64_t jump[] = {UINT64_C(0x76e15d3efefdcbbf), UINT64_C(0xc5004e441c522fb3),
+                                    UINT64_C(0x77710069854ee241), UINT64_C(0x39109bb02acbe635)};
     uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     for (size_t i = 0; i < sizeof jump / sizeof jump[0]; i++) {
         for (int b = 0; b < 64; b++) {
@@ -247,22 +312,26 @@ static void sim_gen_channel(struct sim *s, unsigned ci, uint64_t m0, size_t n, d
         j = m0 % c->q;
     else if (c->mode == SIM_EXACT)
         sim_residues(c, m0, r);
+    /* the filter states in a local copy: out[] could alias them for the compiler */
+    double flx[SIM_FL_K];
+    memcpy(flx, c->fl_x, sizeof flx);
 
     for (size_t i = 0; i < n; i++) {
         const uint64_t m = m0 + i;
         double v = c->offset;
         if (c->drift_per_s != 0.0)
             v = c->offset + c->drift_per_s * ((double)m / s->fs);
+        double harm = 0.0;
         switch (c->mode) {
         case SIM_NONE:
             break;
         case SIM_TABLE:
-            v += c->table[j];
+            harm = c->table[j];
             if (++j == c->q)
                 j = 0;
             break;
         case SIM_EXACT:
-            v += sim_harm_exact(c, r);
+            harm = sim_harm_exact(c, r);
             for (size_t k = 0; k < c->nh; k++) {
                 /* r < q and step < q, so r + step < 2q <= 2e9: no overflow */
                 r[k] += c->step[k];
@@ -271,15 +340,34 @@ static void sim_gen_channel(struct sim *s, unsigned ci, uint64_t m0, size_t n, d
             }
             break;
         case SIM_LONG:
-            v += sim_harm_long(c, m);
+            harm = sim_harm_long(c, m);
             break;
         }
+        if (c->fl != SIM_FL_OFF) {
+            /* phi in the unit (LEVEL) or relative to rms_0 (AMPL); four partial sums
+             * break the chain of dependent additions */
+            const double g = sim_gauss(&c->fl_rng);
+            double p4[4] = {0.0, 0.0, 0.0, 0.0};
+            for (int k = 0; k < SIM_FL_K; k++) {
+                flx[k] = c->fl_a[k] * flx[k] + g;
+                p4[k & 3] += c->fl_c[k] * flx[k];
+            }
+            const double phi = (p4[0] + p4[1]) + (p4[2] + p4[3]);
+            if (c->fl == SIM_FL_AMPL)
+                harm += harm * phi;
+            else
+                v += phi;
+        }
+        /* no addition without harmonics: v + 0.0 would turn -0.0 into +0.0 */
+        if (c->mode != SIM_NONE)
+            v += harm;
         if (c->noise_rms > 0.0)
             v += c->noise_rms * sim_gauss(&c->rng);
         if (s->adc_bits)
             v = sim_quantise(s, v, c);
         out[i * nc] = v;
     }
+    memcpy(c->fl_x, flx, sizeof flx);
 }
 
 /* ---- source ops ---------------------------------------------------------------------------- */
@@ -435,6 +523,15 @@ static int sim_validate(const struct qes_sim_desc *d, char *err, size_t errlen)
         if (!(ch->noise_rms >= 0.0) || !isfinite(ch->noise_rms))
             return sim_fail(err, errlen, "sim: channel %u: noise_rms = %g must be finite and >= 0",
                             c, ch->noise_rms);
+        if (!(ch->flicker_rms >= 0.0) || !isfinite(ch->flicker_rms))
+            return sim_fail(err, errlen,
+                            "sim: channel %u: flicker_rms = %g must be finite and >= 0", c,
+                            ch->flicker_rms);
+        if (ch->flicker_rms > 0.0 && ch->n_harmonics > 0 && !(ch->rms[0] > 0.0))
+            return sim_fail(
+                    err, errlen,
+                    "sim: channel %u: flicker_rms = %g needs rms[0] > 0: with harmonics the flicker modulates the amplitude, relative to rms[0]",
+                    c, ch->flicker_rms);
         if (!isfinite(ch->offset))
             return sim_fail(err, errlen, "sim: channel %u: offset = %g must be finite", c,
                             ch->offset);
@@ -445,6 +542,91 @@ static int sim_validate(const struct qes_sim_desc *d, char *err, size_t errlen)
             return sim_fail(err, errlen,
                             "sim: channel %u: gain = %g must be finite and > 0 when adc_bits > 0",
                             c, ch->gain);
+    }
+    return 0;
+}
+
+/*
+ * Variance of the mean of n consecutive values of the flicker output with
+ * weights c (unit input variance): (1 / n^2) sum_jk c_j c_k P_jk [n + S_j +
+ * S_k], P_jk = 1 / (1 - a_j a_k), S = sum_{l=1}^{n-1} (n - l) a^l =
+ * [n (1 - a) - a (1 - a^n)] / (1 - a)^2 - n.  The closed form cancels when
+ * tau >> n (relative error ~eps tau / n): in long double that is < 1e-11 even
+ * for n = 1 and tau = 6.7e7, far below what a noise amplitude needs.
+ */
+static long double sim_fl_mean_var(const long double *a, const long double *c,
+                                   long double (*p)[SIM_FL_K], long double n)
+{
+    long double S[SIM_FL_K];
+    for (int k = 0; k < SIM_FL_K; k++) {
+        const long double d = 1.0L - a[k];
+        S[k] = (n * d - a[k] * (1.0L - powl(a[k], n))) / (d * d) - n;
+    }
+    long double v = 0.0L;
+    for (int j = 0; j < SIM_FL_K; j++)
+        for (int k = 0; k < SIM_FL_K; k++)
+            v += c[j] * c[k] * p[j][k] * (n + S[j] + S[k]);
+    return v / (n * n);
+}
+
+/*
+ * Flicker filters of one channel (see the comment at the top): coefficients,
+ * scale, and a state drawn from the stationary distribution with the
+ * channel's flicker stream (already positioned).  Returns 0, or QES_EINVAL
+ * when the covariance is not numerically positive definite (cannot happen
+ * for the fixed time constants; checked rather than assumed).
+ */
+static int sim_flicker_init(struct sim_chan *c, const struct qes_sim_channel *d, double fs)
+{
+    if (!(d->flicker_rms > 0.0)) {
+        c->fl = SIM_FL_OFF;
+        return 0;
+    }
+    long double a[SIM_FL_K], w[SIM_FL_K], p[SIM_FL_K][SIM_FL_K], l[SIM_FL_K][SIM_FL_K];
+    for (int k = 0; k < SIM_FL_K; k++) {
+        const long double tau = ldexpl(1.0L, 2 * k); /* 4^k samples */
+        a[k] = expl(-1.0L / tau);
+        w[k] = 1.0L / sqrtl(tau);
+    }
+    for (int j = 0; j < SIM_FL_K; j++) {
+        const long double tj = ldexpl(1.0L, 2 * j);
+        for (int k = 0; k < SIM_FL_K; k++) {
+            const long double tk = ldexpl(1.0L, 2 * k);
+            p[j][k] = -1.0L / expm1l(-(1.0L / tj + 1.0L / tk)); /* 1 / (1 - a_j a_k) */
+        }
+    }
+    const long double n1 = fs >= 1.5 ? roundl((long double)fs) : 1.0L;
+    const long double scale = (long double)d->flicker_rms / sqrtl(sim_fl_mean_var(a, w, p, n1));
+    const long double rel = d->n_harmonics > 0 ? 1.0L / (long double)d->rms[0] : 1.0L;
+    for (int k = 0; k < SIM_FL_K; k++) {
+        c->fl_a[k] = (double)a[k];
+        c->fl_c[k] = (double)(w[k] * scale * rel);
+    }
+    c->fl = d->n_harmonics > 0 ? SIM_FL_AMPL : SIM_FL_LEVEL;
+
+    /* Cholesky P = L L^T; state before sample 0 = L z */
+    for (int j = 0; j < SIM_FL_K; j++) {
+        for (int k = 0; k <= j; k++) {
+            long double t = p[j][k];
+            for (int i = 0; i < k; i++)
+                t -= l[j][i] * l[k][i];
+            if (j == k) {
+                if (!(t > 0.0L))
+                    return QES_EINVAL;
+                l[j][j] = sqrtl(t);
+            } else {
+                l[j][k] = t / l[k][k];
+            }
+        }
+    }
+    long double z[SIM_FL_K];
+    for (int k = 0; k < SIM_FL_K; k++)
+        z[k] = sim_gauss(&c->fl_rng);
+    for (int j = 0; j < SIM_FL_K; j++) {
+        long double x = 0.0L;
+        for (int k = 0; k <= j; k++)
+            x += l[j][k] * z[k];
+        c->fl_x[j] = (double)x;
     }
     return 0;
 }
@@ -533,14 +715,23 @@ int qes_source_sim_create(const struct qes_sim_desc *desc, struct qes_source **o
         goto err_free;
 
     uint64_t sm = desc->seed;
-    uint64_t st[4];
+    uint64_t st[4], fl[4];
     for (int i = 0; i < 4; i++)
         st[i] = sim_splitmix64(&sm);
+    memcpy(fl, st, sizeof fl);
+    sim_xoshiro_long_jump(fl);
     for (unsigned c = 0; c < desc->n_channels; c++) {
         memcpy(s->ch[c].rng.s, st, sizeof st);
         sim_xoshiro_jump(st);
+        memcpy(s->ch[c].fl_rng.s, fl, sizeof fl);
+        sim_xoshiro_jump(fl);
         if (sim_chan_init(&s->ch[c], &desc->ch[c], desc->sample_rate_hz) < 0)
             goto err_free;
+        if (sim_flicker_init(&s->ch[c], &desc->ch[c], desc->sample_rate_hz) < 0) {
+            sim_destroy(&s->base);
+            return sim_fail(err, errlen,
+                            "sim: channel %u: flicker covariance not positive definite", c);
+        }
     }
     *out = &s->base;
     return 0;
@@ -616,6 +807,7 @@ char *qes_sim_truth_json(const struct qes_sim_desc *desc)
             bad |= sim_set(e, "phase_rad", json_real(ch->phase_rad[k]));
         }
         bad |= sim_set(jc, "noise_rms", json_real(ch->noise_rms));
+        bad |= sim_set(jc, "flicker_rms", json_real(ch->flicker_rms));
         bad |= sim_set(jc, "offset", json_real(ch->offset));
         bad |= sim_set(jc, "drift_per_s", json_real(ch->drift_per_s));
         bad |= sim_set(jc, "gain", json_real(ch->gain));

@@ -11,6 +11,29 @@
  * adc_bits > 0 the value is quantised to round(v / gain) and clipped to the
  * signed range of adc_bits; the source then delivers counts.  With
  * adc_bits == 0 it delivers v unquantised (for rf64 captures).
+ *
+ * Flicker.  flicker_rms > 0 adds a stationary Gaussian 1/f process phi(m),
+ * in the channel's unit, to the level of what the source produces, as a
+ * Zener reference's output or a calibrator's amplitude wanders:
+ *  - no harmonics (a DC source): v(m) = offset + drift + phi(m) + noise;
+ *  - with harmonics (an AC source): every harmonic is scaled by
+ *    1 + phi(m) / rms_0, so the RMS amplitude of the first listed harmonic
+ *    is rms_0 + phi(m) and the waveform keeps its shape (rms_0 must then be
+ *    > 0); offset and drift are not modulated.
+ * flicker_rms is the standard deviation of the mean of phi over one second,
+ * i.e. over max(1, round(fs)) consecutive samples, taken over the ensemble
+ * (phi has ensemble mean 0).  The power density of phi falls as 1/f within
+ * +-0.44 dB from 1e-7 fs to fs / 2 and is white below ~2.4e-9 fs (longest
+ * time constant 4^13 samples), so the mean of a run does not settle as
+ * 1/sqrt(n).  Its Allan deviation is flat (within 3.5 % from 1 to 1e5
+ * samples, 11 % down at 1e7) at a level below flicker_rms that depends on fs,
+ * because the one-second mean also holds the slow wander down to the white
+ * corner: 0.35 flicker_rms at fs = 1 kHz, 0.39 at 10 kHz, 0.54 at 1 MHz.
+ * Over a run much shorter than 1e7 samples, the run mean therefore scatters
+ * around the ensemble mean ~2x more than the Allan deviation at the run's
+ * length says (the classical flicker divergence).  phi comes from a random
+ * stream of its own: the samples of a desc with flicker_rms = 0 do not depend
+ * on this feature.
  */
 #ifndef QES_HW_SOURCE_SIM_H
 #define QES_HW_SOURCE_SIM_H
@@ -27,9 +50,8 @@ struct qes_sim_channel {
     double rms[QES_SIM_MAX_HARMONICS];        /* RMS amplitude, unit */
     double phase_rad[QES_SIM_MAX_HARMONICS];  /* phase at sample 0 */
     double noise_rms;                         /* white Gaussian, unit, >= 0 */
-    double flicker_rms; /* 1/f (flicker) noise, unit, >= 0: RMS of the noise averaged over
-                           one second (its power density falls as 1/f from the sample
-                           rate down to ~1e-7 fs), so the mean of a run does not settle */
+    double flicker_rms; /* 1/f (flicker) noise of the source's level, unit, >= 0: the
+                           standard deviation of its mean over one second (see the top) */
     double offset;      /* unit */
     double drift_per_s; /* unit per second */
     double gain;        /* unit per count (adc_bits > 0), > 0 */

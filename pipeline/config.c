@@ -196,8 +196,9 @@ const struct qes_option qes_options[] = {
         {QES_SEC_SIM, "noise_rms", QES_OPT_DOUBLE, SIM(noise_rms), "unit", 0, BIG, "0", NULL,
          "white Gaussian noise, RMS"},
         {QES_SEC_SIM, "flicker_rms", QES_OPT_DOUBLE, SIM(flicker_rms), "unit", 0, BIG, "0", NULL,
-         "1/f (flicker) noise: RMS of the noise averaged over one second, as from a Zener "
-         "reference or a bridge detector"},
+         "1/f (flicker) noise: standard deviation of the noise averaged over one second; added "
+         "to the DC level of a channel without harmonics (a Zener reference, a bridge "
+         "detector), an amplitude noise of the harmonics otherwise (a drifting AC source)"},
         {QES_SEC_SIM, "offset", QES_OPT_DOUBLE, SIM(offset), "unit", -BIG, BIG, "0", NULL,
          "DC offset of the simulated signal"},
         {QES_SEC_SIM, "drift_per_s", QES_OPT_DOUBLE, SIM(drift_per_s), "unit/s", -BIG, BIG, "0",

@@ -891,8 +891,8 @@ static int cmd_help(int argc, char **argv)
     }
     static const struct {
         const char *name, *text;
-    } topics[] = {{"replay", NULL}, {"simulate", NULL}, {"run", NULL}, {"bench", NULL},
-                  {"adev", NULL}};
+    } topics[] = {
+            {"replay", NULL}, {"simulate", NULL}, {"run", NULL}, {"bench", NULL}, {"adev", NULL}};
     const char *texts[] = {usage_replay, usage_simulate, usage_run, usage_bench, qes_usage_adev};
     for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++)
         if (!strcmp(o.positional, topics[i].name)) {

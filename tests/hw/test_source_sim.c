@@ -1,12 +1,13 @@
 /*
  * Tests of the simulated source: determinism, noise statistics, exact phase,
- * quantisation, drift and offset, timestamps, bad descs, truth JSON and
- * real-time pacing.
+ * quantisation, drift and offset, timestamps, bad descs, truth JSON,
+ * real-time pacing, and flicker (1/f) noise.
  */
 #include "hw/source_sim.h"
 
 #include "common/err.h"
 #include "common/ratio.h"
+#include "dsp/allan.h" /* chi-squared quantiles, OADEV and EDF for the flicker tests */
 #include "tests/testutil.h"
 
 #include <criterion/criterion.h>
@@ -863,4 +864,272 @@ Test(sim, realtime_pacing)
     double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     cr_assert(dt >= 0.19, "2000 samples at 10 kS/s took only %.3f s", dt);
     qes_source_destroy(s);
+}
+
+/* ---- flicker ------------------------------------------------------------------------------- */
+
+/* FNV-1a 64 of the sample bit patterns (byte order independent). */
+static uint64_t fnv_samples(const double *x, size_t n)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t b;
+        memcpy(&b, &x[i], sizeof b);
+        for (int k = 0; k < 8; k++) {
+            h ^= (b >> (8 * k)) & 0xffu;
+            h *= UINT64_C(0x100000001b3);
+        }
+    }
+    return h;
+}
+
+Test(sim, flicker_off_keeps_the_samples)
+{
+    /*
+     * The flicker has a random stream of its own, so a desc with
+     * flicker_rms = 0 gives the samples of the generator before flicker
+     * existed.  The hashes are of det_desc(bits), 200000 frames, taken with
+     * the source at commit ff503d2 (before flicker_rms) on glibc / x86-64;
+     * like every bit-exact check of this file they assume the same libm (cos,
+     * log) and no FMA contraction.
+     */
+    static const struct {
+        unsigned bits;
+        uint64_t hash;
+    } golden[] = {{0, UINT64_C(0x4bcd104d1e3e6736)}, {24, UINT64_C(0xb431f4484b58a688)}};
+    const uint64_t n = 200000;
+    for (size_t g = 0; g < sizeof golden / sizeof golden[0]; g++) {
+        struct qes_sim_desc d = det_desc(golden[g].bits);
+        double *a = run(&d, n, 65536);
+        const uint64_t h = fnv_samples(a, (size_t)n * d.n_channels);
+        cr_assert_eq(h, golden[g].hash, "bits %u: hash 0x%016llx, before flicker 0x%016llx",
+                     golden[g].bits, (unsigned long long)h, (unsigned long long)golden[g].hash);
+        /* flicker on channel 1 changes channel 1 only */
+        d.ch[1].flicker_rms = 0.5;
+        double *b = run(&d, n, 4096);
+        size_t diff1 = 0;
+        for (size_t i = 0; i < n; i++) {
+            cr_assert_eq(a[3 * i], b[3 * i], "bits %u: channel 0 sample %zu", golden[g].bits, i);
+            cr_assert_eq(a[3 * i + 2], b[3 * i + 2], "bits %u: channel 2 sample %zu",
+                         golden[g].bits, i);
+            diff1 += a[3 * i + 1] != b[3 * i + 1];
+        }
+        /* 0.5 V on a 1 V sine against a 1e-6 V step (24 bits) or exact doubles: the
+         * flicker shows in nearly every sample (its zero crossings aside) */
+        cr_assert_geq(diff1, n / 2, "bits %u: flicker changed only %zu samples", golden[g].bits,
+                      diff1);
+        free(a);
+        free(b);
+    }
+}
+
+/* Channel 0: DC level 0.5 V with flicker; channel 1: a 50 Hz sine with flicker on its
+ * amplitude and white noise; fs = 1 kHz. */
+static struct qes_sim_desc flicker_desc(uint64_t seed, double white)
+{
+    struct qes_sim_desc d;
+    memset(&d, 0, sizeof d);
+    d.sample_rate_hz = 1000.0;
+    d.n_channels = 2;
+    d.seed = seed;
+    d.ch[0].offset = 0.5;
+    d.ch[0].flicker_rms = 1e-3;
+    d.ch[0].gain = 1.0;
+    d.ch[1].freq_hz = 50.0;
+    d.ch[1].n_harmonics = 2;
+    d.ch[1].harmonic[0] = 1;
+    d.ch[1].harmonic[1] = 3;
+    d.ch[1].rms[0] = 2.0;
+    d.ch[1].rms[1] = 0.2;
+    d.ch[1].phase_rad[0] = 0.4;
+    d.ch[1].phase_rad[1] = -1.0;
+    d.ch[1].flicker_rms = 1e-3;
+    d.ch[1].noise_rms = white;
+    d.ch[1].gain = 1.0;
+    return d;
+}
+
+Test(sim, flicker_deterministic_and_chunk_independent)
+{
+    /* the filter states and the Gaussian spare carry across reads, also within a
+     * pair of Gaussians (chunks of 1 and 7) */
+    static const size_t chunks[] = {1, 7, 1000, 65536, (size_t)1 << 20};
+    struct qes_sim_desc d = flicker_desc(7, 0.01);
+    const uint64_t n = 150001;
+    double *ref = run(&d, n, 65536);
+    for (size_t i = 0; i < sizeof chunks / sizeof chunks[0]; i++) {
+        double *x = run(&d, n, chunks[i]);
+        cr_assert(memcmp(ref, x, (size_t)n * d.n_channels * sizeof *x) == 0,
+                  "chunk %zu gives other samples than 65536", chunks[i]);
+        free(x);
+    }
+    d.seed = 8;
+    double *y = run(&d, n, 65536);
+    size_t same = 0;
+    for (size_t i = 0; i < (size_t)n * d.n_channels; i++)
+        same += ref[i] == y[i];
+    cr_assert_eq(same, 0, "%zu samples equal across seeds", same);
+    free(y);
+    free(ref);
+}
+
+Test(sim, flicker_one_second_mean)
+{
+    /*
+     * flicker_rms is the standard deviation of the mean over one second (1000
+     * samples at 1 kHz), over the ensemble, of a zero-mean Gaussian process:
+     * with M independent seeds, sum y_i^2 / flicker_rms^2 ~ chi2(M) exactly.
+     * Checked in the first second (the state before sample 0 is stationary)
+     * and in the sixth, for the level (channel 0: y = mean - offset) and for
+     * the amplitude (channel 1: y = (sqrt(2)/N) sum v cos(2 pi f m / fs +
+     * phase_0) - rms_0, the along component of the coherent DFT over 50
+     * periods, which is rms_0 + mean(phi) + (1/N) sum phi cos(2(...)); the
+     * last term, phi at 2f = 100 Hz, has ~1e-3 of the variance of mean(phi)).
+     * Bounds: the two-sided 99.9 % chi-squared interval at M (4 checks: family
+     * false alarm 0.4 %).  Channels must be independent: the correlation of
+     * their first-second means, ~N(0, 1/M), within 3.29 / sqrt(M) (99.9 %).
+     */
+    const unsigned M = 1000;
+    const size_t N = 1000, n = 6 * N;
+    const double sigma = 1e-3;
+    double ss[2][2] = {{0, 0}, {0, 0}}, s01 = 0;
+    for (unsigned r = 0; r < M; r++) {
+        struct qes_sim_desc d = flicker_desc(100 + r, 0.0);
+        double *x = run(&d, n, 4096);
+        double y[2][2];
+        for (int w = 0; w < 2; w++) {
+            const size_t m0 = w ? 5 * N : 0;
+            double lv = 0, am = 0;
+            for (size_t i = 0; i < N; i++) {
+                const size_t m = m0 + i;
+                lv += x[2 * m];
+                /* 50 Hz at 1 kHz: 20 samples per period, exact phase from m mod 20 */
+                const double ph = 2.0 * 3.14159265358979323846 * (double)(m % 20) / 20.0 + 0.4;
+                am += x[2 * m + 1] * cos(ph);
+            }
+            y[w][0] = lv / (double)N - 0.5;
+            y[w][1] = sqrt(2.0) * am / (double)N - 2.0;
+            for (int c = 0; c < 2; c++)
+                ss[w][c] += y[w][c] * y[w][c];
+        }
+        s01 += y[0][0] * y[0][1];
+        free(x);
+    }
+    const double lo = qes_chi2_quantile(0.0005, M), hi = qes_chi2_quantile(0.9995, M);
+    for (int w = 0; w < 2; w++) {
+        for (int c = 0; c < 2; c++) {
+            const double q = ss[w][c] / (sigma * sigma);
+            cr_log_info("flicker %s, second %d: RMS of the 1 s mean %.4g (flicker_rms %g)",
+                        c ? "amplitude" : "level", w ? 6 : 1, sqrt(ss[w][c] / M), sigma);
+            cr_assert(q >= lo && q <= hi, "%s, second %d: chi2 %.1f outside [%.1f, %.1f] (M = %u)",
+                      c ? "amplitude" : "level", w ? 6 : 1, q, lo, hi, M);
+        }
+    }
+    const double rho = s01 / sqrt(ss[0][0] * ss[0][1]);
+    cr_assert(fabs(rho) < 3.29 / sqrt((double)M), "channels correlated: %g", rho);
+}
+
+Test(sim, flicker_allan_deviation_is_flat)
+{
+    /*
+     * A 1/f power density has an Allan deviation independent of tau.  2^22
+     * samples of the level (fs = 1 kHz, flicker_rms = 1), averaged in blocks of
+     * 16, OADEV at tau = 16 .. 2^18 samples (m = 1 .. 2^14).  The model's exact
+     * ADEV (from the filter coefficients and the stationary covariance, see
+     * hw/source_sim.h) over these tau falls from 0.3478 to 0.3404
+     * flicker_rms (-2.1 %, the white corner at 6.7e7 samples approaching):
+     * the bound is [0.340, 0.348] widened by the two-sided 99.9 %
+     * chi-squared interval of each estimate, EDF from Greenhall's algorithm
+     * for flicker FM.  White FM would fall by 2^7 over this range and a
+     * random walk rise by 2^7; already over tau = 16 .. 1024 samples the
+     * bounds pin the slope of log ADEV against log tau within +-0.015 (PSD
+     * slope -1 +- 0.03).
+     */
+    const size_t n = (size_t)1 << 22, B = 16, ny = n / B;
+    struct qes_sim_desc d;
+    memset(&d, 0, sizeof d);
+    d.sample_rate_hz = 1000.0;
+    d.n_channels = 1;
+    d.seed = 2024;
+    d.ch[0].flicker_rms = 1.0;
+    d.ch[0].gain = 1.0;
+    double *x = run(&d, n, 65536);
+    double *y = malloc(ny * sizeof *y), *ph = malloc((ny + 1) * sizeof *ph);
+    cr_assert(y && ph);
+    for (size_t i = 0; i < ny; i++) {
+        double s = 0;
+        for (size_t j = 0; j < B; j++)
+            s += x[i * B + j];
+        y[i] = s / (double)B;
+    }
+    cr_assert_eq(qes_allan_freq_to_phase(y, ny, 1.0, ph), 0);
+    for (size_t m = 1; m <= ((size_t)1 << 14); m *= 2) {
+        double dev;
+        cr_assert_eq(qes_allan_dev(QES_ALLAN_OADEV, ph, ny + 1, 1.0, m, &dev, NULL), 0);
+        const double edf = qes_allan_edf(QES_ALLAN_OADEV, -1, m, ny + 1);
+        cr_assert(isfinite(edf) && edf > 0, "m %zu: edf %g", m, edf);
+        const double lo = 0.340 * sqrt(qes_chi2_quantile(0.0005, edf) / edf);
+        const double hi = 0.348 * sqrt(qes_chi2_quantile(0.9995, edf) / edf);
+        cr_log_info("flicker OADEV(%zu samples) = %.4f flicker_rms (EDF %.0f, bound %.4f .. %.4f)",
+                    m * B, dev, edf, lo, hi);
+        cr_assert(dev >= lo && dev <= hi, "tau %zu samples: OADEV %.4f outside [%.4f, %.4f]", m * B,
+                  dev, lo, hi);
+    }
+    free(ph);
+    free(y);
+    free(x);
+}
+
+struct flicker_bad {
+    int harmonics; /* 0: DC channel; 1: one harmonic with rms_0 = rms0 */
+    double rms0;
+    double flicker_rms;
+    char expect[64];
+};
+
+ParameterizedTestParameters(sim, flicker_bad_desc)
+{
+    static struct flicker_bad cases[] = {
+            {0, 0.0, -1e-9, "channel 1: flicker_rms"},
+            {0, 0.0, NAN, "channel 1: flicker_rms"},
+            {0, 0.0, INFINITY, "channel 1: flicker_rms"},
+            {1, 0.0, 1e-3, "channel 1: flicker_rms = 0.001 needs rms[0] > 0"},
+    };
+    return cr_make_param_array(struct flicker_bad, cases, sizeof cases / sizeof cases[0]);
+}
+
+ParameterizedTest(struct flicker_bad *fb, sim, flicker_bad_desc)
+{
+    struct qes_sim_desc d = base_desc();
+    d.n_channels = 2;
+    d.ch[1] = d.ch[0];
+    d.ch[1].n_harmonics = (size_t)fb->harmonics;
+    d.ch[1].rms[0] = fb->rms0;
+    d.ch[1].flicker_rms = fb->flicker_rms;
+    char err[512] = "";
+    struct qes_source *s = (struct qes_source *)&d;
+    cr_assert_eq(qes_source_sim_create(&d, &s, err, sizeof err), QES_EINVAL);
+    cr_assert_null(s);
+    cr_assert(strstr(err, fb->expect) != NULL, "message \"%s\" does not contain \"%s\"", err,
+              fb->expect);
+}
+
+Test(sim, flicker_valid_edges_and_truth)
+{
+    /* flicker on a DC channel needs nothing else; with harmonics rms_0 > 0 suffices even
+     * when a later harmonic is 0; fs < 1.5 Hz averages one sample */
+    struct qes_sim_desc d = base_desc();
+    d.sample_rate_hz = 0.5;
+    d.ch[0].freq_hz = 0.05; /* 3rd harmonic 0.15 Hz < fs / 2 */
+    d.ch[0].rms[2] = 0.0;
+    d.ch[0].flicker_rms = 2.5e-9;
+    struct qes_source *s = make(&d);
+    double *x = read_frames(s, 100, 100);
+    for (size_t i = 0; i < 100; i++)
+        cr_assert(isfinite(x[i]));
+    free(x);
+    qes_source_destroy(s);
+    json_t *root = truth(&d);
+    expect_bits(json_array_get(json_object_get(root, "channels"), 0), "flicker_rms", 2.5e-9);
+    json_decref(root);
 }
