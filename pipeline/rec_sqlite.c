@@ -703,6 +703,13 @@ static int schema_check(struct rec_sqlite *s)
 
 int qes_rec_sqlite_open(const char *target, struct qes_recorder **out, char *err, size_t errlen)
 {
+    return qes_rec_sqlite_open_ex(target, NULL, out, err, errlen);
+}
+
+int qes_rec_sqlite_open_ex(const char *target, const struct qes_recorder_opts *opts,
+                           struct qes_recorder **out, char *err, size_t errlen)
+{
+    (void)opts; /* synchronous and batch options: being wired */
     struct rec_sqlite *s = NULL;
     int rc, code;
     if (!target || !out || !*target) {

@@ -104,6 +104,10 @@ struct qes_recorder_ops {
     /* Commit everything; after close only destroy is called.  status: the
      * run's exit status, recorded where the sink can. */
     int (*close)(struct qes_recorder *r, int status);
+    /* Optional (may be NULL): commit what is pending; called by the recorder
+     * thread when no record has arrived for a while, so that an idle live run
+     * does not keep a batch uncommitted. */
+    int (*flush)(struct qes_recorder *r);
     void (*destroy)(struct qes_recorder *r);
 };
 
@@ -111,6 +115,13 @@ struct qes_recorder {
     const struct qes_recorder_ops *ops;
     char target[4096]; /* file name or "-" */
     char errmsg[8192];
+    /* Accounting, read by the pipeline after close: records acknowledged
+     * (committed durably, or written for a stream), and records this sink
+     * could not keep (a full spool, a stream's high-water mark).  A sink of
+     * record that loses data makes the run exit 3. */
+    uint64_t n_acked;
+    uint64_t n_lost;
+    int best_effort; /* a live stream: losses are reported, not an error */
 };
 
 /*
@@ -120,6 +131,22 @@ struct qes_recorder {
  */
 int qes_recorder_open(const char *target, struct qes_recorder **out, char *err, size_t errlen);
 
+/* Options of the sinks; a zero field means the default. */
+struct qes_recorder_opts {
+    const char *sqlite_synchronous; /* "FULL" (default), "NORMAL" or "OFF" */
+    double batch_s;                 /* a transaction commits within this time; 1 s */
+    unsigned batch_records;         /* ... or after this many records; 10000 */
+    const char *spool_path;         /* PostgreSQL's local spool (SQLite); "qes-spool.db" */
+    double spool_max_mb;            /* its bound; 1024 MB */
+    int zmq_hwm;                    /* ZeroMQ PUB high-water mark, messages; 1000 */
+};
+
+/* qes_recorder_open with options (NULL: defaults).  Also accepts
+ * "postgresql://..." / "postgres://..." (PostgreSQL, with spool) and
+ * "zmq+tcp://HOST:PORT" (ZeroMQ PUB of JSON records, best effort). */
+int qes_recorder_open_ex(const char *target, const struct qes_recorder_opts *opts,
+                         struct qes_recorder **out, char *err, size_t errlen);
+
 /* No-op for NULL. */
 void qes_recorder_destroy(struct qes_recorder *r);
 
@@ -127,6 +154,12 @@ void qes_recorder_destroy(struct qes_recorder *r);
 int qes_rec_jsonl_open(const char *target, struct qes_recorder **out, char *err, size_t errlen);
 int qes_rec_csv_open(const char *target, struct qes_recorder **out, char *err, size_t errlen);
 int qes_rec_sqlite_open(const char *target, struct qes_recorder **out, char *err, size_t errlen);
+int qes_rec_sqlite_open_ex(const char *target, const struct qes_recorder_opts *opts,
+                           struct qes_recorder **out, char *err, size_t errlen);
+int qes_rec_pg_open(const char *target, const struct qes_recorder_opts *opts,
+                    struct qes_recorder **out, char *err, size_t errlen);
+int qes_rec_zmq_open(const char *target, const struct qes_recorder_opts *opts,
+                     struct qes_recorder **out, char *err, size_t errlen);
 
 /* JSON text of records, shared by the sinks (no trailing newline). */
 int qes_block_json(FILE *f, const struct qes_run_rec *run, const struct qes_block_rec *b);

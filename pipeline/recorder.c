@@ -14,7 +14,8 @@
 
 #define ACCEPTED                                                                             \
     "accepted: '-' (JSON Lines on stdout), FILE.jsonl or FILE.json (JSON Lines), FILE.csv, " \
-    "FILE.db, FILE.sqlite or FILE.sqlite3 (SQLite)"
+    "FILE.db, FILE.sqlite or FILE.sqlite3 (SQLite), postgresql://... (PostgreSQL), "         \
+    "zmq+tcp://HOST:PORT (live stream)"
 
 static int has_suffix(const char *s, const char *suffix)
 {
@@ -25,14 +26,24 @@ static int has_suffix(const char *s, const char *suffix)
 
 int qes_recorder_open(const char *target, struct qes_recorder **out, char *err, size_t errlen)
 {
+    return qes_recorder_open_ex(target, NULL, out, err, errlen);
+}
+
+int qes_recorder_open_ex(const char *target, const struct qes_recorder_opts *opts,
+                         struct qes_recorder **out, char *err, size_t errlen)
+{
     static const struct {
         const char *suffix;
         int (*open)(const char *, struct qes_recorder **, char *, size_t);
     } kinds[] = {
-            {".jsonl", qes_rec_jsonl_open},   {".json", qes_rec_jsonl_open},
-            {".csv", qes_rec_csv_open},       {".db", qes_rec_sqlite_open},
-            {".sqlite", qes_rec_sqlite_open}, {".sqlite3", qes_rec_sqlite_open},
+            {".jsonl", qes_rec_jsonl_open},
+            {".json", qes_rec_jsonl_open},
+            {".csv", qes_rec_csv_open},
     };
+    static const char *const sqlite_suffixes[] = {".db", ".sqlite", ".sqlite3"};
+    struct qes_recorder_opts none = {0};
+    if (!opts)
+        opts = &none;
     if (out)
         *out = NULL;
     if (!target || !out) {
@@ -42,17 +53,18 @@ int qes_recorder_open(const char *target, struct qes_recorder **out, char *err, 
     }
     if (!strcmp(target, "-"))
         return qes_rec_jsonl_open(target, out, err, errlen);
+    if (!strncmp(target, "postgresql://", 13) || !strncmp(target, "postgres://", 11))
+        return qes_rec_pg_open(target, opts, out, err, errlen);
+    if (!strncmp(target, "zmq+tcp://", 10))
+        return qes_rec_zmq_open(target, opts, out, err, errlen);
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         if (has_suffix(target, kinds[i].suffix))
             return kinds[i].open(target, out, err, errlen);
-    if (err && errlen) {
-        if (!strncmp(target, "postgresql://", 13) || !strncmp(target, "postgres://", 11))
-            /* Not echoed: a connection string may carry a password. */
-            snprintf(err, errlen,
-                     "PostgreSQL sinks (postgresql://...) are not built into this qes; " ACCEPTED);
-        else
-            snprintf(err, errlen, "'%s': unknown kind of output; " ACCEPTED, target);
-    }
+    for (size_t i = 0; i < sizeof sqlite_suffixes / sizeof sqlite_suffixes[0]; i++)
+        if (has_suffix(target, sqlite_suffixes[i]))
+            return qes_rec_sqlite_open_ex(target, opts, out, err, errlen);
+    if (err && errlen)
+        snprintf(err, errlen, "'%s': unknown kind of output; " ACCEPTED, target);
     return QES_EINVAL;
 }
 

@@ -3,7 +3,8 @@
 # already present (idempotent).  Runs apt-get only when something is missing.
 set -eu
 PKGS="cmake make gcc pkg-config libfftw3-dev libliquid-dev libsqlite3-dev libjansson-dev \
-libinih-dev libssl-dev libcriterion-dev sqlite3 python3-jsonschema clang-format"
+libinih-dev libssl-dev libcriterion-dev sqlite3 python3-jsonschema clang-format \
+libpq-dev postgresql libzmq3-dev fiu-utils libfiu-dev"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
