@@ -19,6 +19,8 @@
     offsetof(struct qes_cfg_measure, field), sizeof(((struct qes_cfg_measure *)0)->field), 0
 #define TB(field) \
     offsetof(struct qes_cfg_typeb, field), sizeof(((struct qes_cfg_typeb *)0)->field), 0
+#define REC(field) \
+    offsetof(struct qes_cfg_record, field), sizeof(((struct qes_cfg_record *)0)->field), 0
 #define RUN(field) offsetof(struct qes_cfg_run, field), sizeof(((struct qes_cfg_run *)0)->field), 0
 #define MS_LIST(field)                                         \
     offsetof(struct qes_cfg_measure, field), QES_CFG_MAX_LIST, \
@@ -226,6 +228,26 @@ const struct qes_option qes_options[] = {
          "degrees of freedom of the component; 0 = infinite (GUM G.4.2 for a Type B taken "
          "as exact)"},
 
+        {QES_SEC_RECORD, "sqlite_synchronous", QES_OPT_ENUM, REC(sqlite_synchronous), "", 0, 0,
+         "FULL", "FULL|NORMAL|OFF",
+         "SQLite durability: FULL syncs the log at every commit, so an acknowledged record "
+         "survives a power loss; NORMAL survives a crash of qes but may lose the last commits on "
+         "power loss; OFF is fastest and may corrupt the file on power loss"},
+        {QES_SEC_RECORD, "batch_s", QES_OPT_DOUBLE, REC(batch_s), "s", 0.001, 3600, "1", NULL,
+         "database sinks commit a transaction at least this often (a record counts as written "
+         "only once committed)"},
+        {QES_SEC_RECORD, "batch_records", QES_OPT_UINT, REC(batch_records), "", 1, 1e7, "10000",
+         NULL, "... or after this many records"},
+        {QES_SEC_RECORD, "spool_path", QES_OPT_STRING, REC(spool_path), "", 0, 0, "qes-spool.db",
+         NULL,
+         "PostgreSQL: local spool (SQLite) that keeps records while the server is unreachable "
+         "and drains when it returns"},
+        {QES_SEC_RECORD, "spool_max_mb", QES_OPT_DOUBLE, REC(spool_max_mb), "MB", 1, 1e7, "1024",
+         NULL, "PostgreSQL: bound of the spool; records beyond it are counted lost (exit 3)"},
+        {QES_SEC_RECORD, "zmq_hwm", QES_OPT_UINT, REC(zmq_hwm), "messages", 1, 1e7, "1000", NULL,
+         "live stream: ZeroMQ high-water mark; messages dropped beyond it are counted (best "
+         "effort, for dashboards)"},
+
         {QES_SEC_RUN, "summary_every_s", QES_OPT_DOUBLE, RUN(summary_every_s), "s", 0, 1e7, "0",
          NULL, "qes run: write intermediate summaries this often (0 = only at the end)"},
         {QES_SEC_RUN, "progress", QES_OPT_ENUM, RUN(progress), "", 0, 0, "auto", "auto|on|off",
@@ -233,9 +255,9 @@ const struct qes_option qes_options[] = {
 };
 const size_t qes_n_options = sizeof qes_options / sizeof qes_options[0];
 
-static const char *const section_names[QES_SEC_COUNT] = {"source", "channel", "measure",
-                                                         "sim",    "run",     "typeb"};
-static const int section_named[QES_SEC_COUNT] = {0, 1, 1, 1, 0, 1};
+static const char *const section_names[QES_SEC_COUNT] = {"source", "channel", "measure", "sim",
+                                                         "run",    "typeb",   "record"};
+static const int section_named[QES_SEC_COUNT] = {0, 1, 1, 1, 0, 1, 0};
 
 static const char *const section_help[QES_SEC_COUNT] = {
         "where samples come from",
@@ -244,6 +266,7 @@ static const char *const section_help[QES_SEC_COUNT] = {
         "simulated signal of channel NAME (kind = sim and qes simulate)",
         "run-time behaviour",
         "a Type B component (certificate, resolution, ...) in a measurement's budget",
+        "how results are recorded (sinks given with -o)",
 };
 
 /* ---- value parsing ---------------------------------------------------- */
@@ -482,6 +505,7 @@ void qes_config_init(struct qes_config *cfg)
     memset(cfg, 0, sizeof *cfg);
     apply_defaults(QES_SEC_SOURCE, &cfg->source);
     apply_defaults(QES_SEC_RUN, &cfg->run);
+    apply_defaults(QES_SEC_RECORD, &cfg->record);
 }
 
 struct load_ctx {
@@ -521,6 +545,11 @@ static void *section_base(struct qes_config *cfg, const char *section, int line,
                 if (!cfg->source.line)
                     cfg->source.line = line;
                 return &cfg->source;
+            }
+            if (s == QES_SEC_RECORD) {
+                if (!cfg->record.line)
+                    cfg->record.line = line;
+                return &cfg->record;
             }
             if (!cfg->run.line)
                 cfg->run.line = line;
@@ -595,7 +624,7 @@ static void *section_base(struct qes_config *cfg, const char *section, int line,
     }
     snprintf(why, whylen,
              "unknown section [%s]; expected [source], [channel.NAME], [measure.NAME], "
-             "[sim.NAME], [typeb.NAME] or [run]",
+             "[sim.NAME], [typeb.NAME], [record] or [run]",
              section);
     return NULL;
 }
@@ -1182,6 +1211,7 @@ char *qes_config_canonical(const struct qes_config *cfg)
         canon_section(&sb, QES_SEC_SIM, cfg->sim[i].name, &cfg->sim[i]);
     for (size_t i = 0; i < cfg->n_typeb; i++)
         canon_section(&sb, QES_SEC_TYPEB, cfg->typeb[i].name, &cfg->typeb[i]);
+    canon_section(&sb, QES_SEC_RECORD, NULL, &cfg->record);
     canon_section(&sb, QES_SEC_RUN, NULL, &cfg->run);
     if (sb.oom) {
         free(sb.p);

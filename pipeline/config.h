@@ -32,6 +32,7 @@ enum qes_section {
     QES_SEC_SIM,
     QES_SEC_RUN,
     QES_SEC_TYPEB,
+    QES_SEC_RECORD,
     QES_SEC_COUNT
 };
 
@@ -176,6 +177,17 @@ struct qes_cfg_typeb {
     int line;
 };
 
+/* Sink options (pipeline/record.h struct qes_recorder_opts). */
+struct qes_cfg_record {
+    char sqlite_synchronous[8];
+    double batch_s;
+    unsigned batch_records;
+    char spool_path[4096];
+    double spool_max_mb;
+    unsigned zmq_hwm;
+    int line;
+};
+
 struct qes_cfg_run {
     double summary_every_s;
     char progress[8]; /* auto | on | off */
@@ -194,6 +206,7 @@ struct qes_config {
     struct qes_cfg_run run;
     struct qes_cfg_typeb typeb[QES_CFG_MAX_MEASURES];
     size_t n_typeb;
+    struct qes_cfg_record record;
 };
 
 /* A config with every default applied and no channel or measurement. */

@@ -310,13 +310,23 @@ struct sinks {
     size_t n;
 };
 
-static int open_sinks(const struct opts *o, struct sinks *s, char *err, size_t errlen)
+static int open_sinks(const struct opts *o, const struct qes_config *cfg, struct sinks *s,
+                      char *err, size_t errlen)
 {
+    const struct qes_cfg_record *rc_ = &cfg->record;
+    struct qes_recorder_opts ro = {
+            .sqlite_synchronous = rc_->sqlite_synchronous,
+            .batch_s = rc_->batch_s,
+            .batch_records = rc_->batch_records,
+            .spool_path = rc_->spool_path,
+            .spool_max_mb = rc_->spool_max_mb,
+            .zmq_hwm = (int)rc_->zmq_hwm,
+    };
     static const char *const def[] = {"qes-results.db"};
     const char *const *names = o->n_sinks ? o->sinks : def;
     size_t n = o->n_sinks ? o->n_sinks : 1;
     for (size_t i = 0; i < n; i++) {
-        int rc = qes_recorder_open(names[i], &s->r[s->n], err, errlen);
+        int rc = qes_recorder_open_ex(names[i], &ro, &s->r[s->n], err, errlen);
         if (rc)
             return rc;
         s->n++;
@@ -324,19 +334,35 @@ static int open_sinks(const struct opts *o, struct sinks *s, char *err, size_t e
     return 0;
 }
 
+/*
+ * Close every sink.  Returns the first sink error (message in err), else
+ * QES_ERANGE when a sink of record lost records (a full spool), which the
+ * caller turns into exit status 3; a best-effort stream's drops are only
+ * reported.
+ */
 static int close_sinks(struct sinks *s, int status, char *err, size_t errlen)
 {
-    int first = 0;
+    int first = 0, lost = 0;
     for (size_t i = 0; i < s->n; i++) {
-        int rc = s->r[i]->ops->close(s->r[i], status);
+        struct qes_recorder *r = s->r[i];
+        int rc = r->ops->close(r, status);
         if (rc && !first) {
             first = rc;
-            snprintf(err, errlen, "%s", s->r[i]->errmsg);
+            snprintf(err, errlen, "%s", r->errmsg);
+        }
+        if (r->best_effort && (r->n_acked || r->n_lost))
+            fprintf(stderr, "qes: stream %s: %llu record(s) sent, %llu dropped (best effort)\n",
+                    r->target, (unsigned long long)r->n_acked, (unsigned long long)r->n_lost);
+        else if (r->n_lost) {
+            fprintf(stderr,
+                    "qes: ERROR: %s could not keep %llu record(s) (spool full): they are lost\n",
+                    r->target, (unsigned long long)r->n_lost);
+            lost = 1;
         }
         qes_recorder_destroy(s->r[i]);
     }
     s->n = 0;
-    return first;
+    return first ? first : lost ? QES_ERANGE : 0;
 }
 
 static void destroy_sinks(struct sinks *s)
@@ -531,7 +557,7 @@ static int cmd_replay(int argc, char **argv)
         fprintf(stderr, "qes replay: %s\n", err);
         goto out;
     }
-    rc = open_sinks(&o, &sinks, err, sizeof err);
+    rc = open_sinks(&o, cfg, &sinks, err, sizeof err);
     if (rc) {
         fprintf(stderr, "qes replay: %s\n", err);
         status = rc == QES_EINVAL ? EXIT_USAGE : EXIT_INPUT;
@@ -565,7 +591,9 @@ static int cmd_replay(int argc, char **argv)
         status = EXIT_FLAGGED;
     }
     rc = close_sinks(&sinks, status, err, sizeof err);
-    if (rc) {
+    if (rc == QES_ERANGE) {
+        status = EXIT_FLAGGED; /* records lost by a sink of record */
+    } else if (rc) {
         fprintf(stderr, "qes replay: %s\n", err);
         status = EXIT_INPUT;
     }
@@ -806,7 +834,7 @@ static int cmd_run(int argc, char **argv)
     };
     qes_sha256_hex(canon, strlen(canon), run.config_sha256);
     random_run_id(run.id);
-    rc = open_sinks(&o, &sinks, err, sizeof err);
+    rc = open_sinks(&o, cfg, &sinks, err, sizeof err);
     if (rc) {
         fprintf(stderr, "qes run: %s\n", err);
         status = rc == QES_EINVAL ? EXIT_USAGE : EXIT_INPUT;
@@ -845,7 +873,9 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "qes run: stopped by signal after %llu samples; final summaries written\n",
                 (unsigned long long)rs.frames);
     rc = close_sinks(&sinks, status, err, sizeof err);
-    if (rc) {
+    if (rc == QES_ERANGE) {
+        status = EXIT_FLAGGED; /* records lost by a sink of record */
+    } else if (rc) {
         fprintf(stderr, "qes run: %s\n", err);
         status = EXIT_INPUT;
     }

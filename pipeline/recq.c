@@ -1,9 +1,15 @@
 #include "pipeline/recq.h"
 #include "common/err.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* How long the queue may stay idle before the sinks are asked to commit
+ * what they hold (an idle live run must not keep a batch open). */
+#define QES_RECQ_IDLE_MS 250
 
 struct item {
     int is_summary;
@@ -30,10 +36,37 @@ struct qes_recq {
 static void *consumer(void *arg)
 {
     struct qes_recq *q = arg;
+    int dirty = 0; /* records written since the last flush */
     pthread_mutex_lock(&q->mu);
     for (;;) {
-        while (q->count == 0 && !q->done)
-            pthread_cond_wait(&q->nonempty, &q->mu);
+        while (q->count == 0 && !q->done) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += QES_RECQ_IDLE_MS * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            int w = pthread_cond_timedwait(&q->nonempty, &q->mu, &ts);
+            if (w == ETIMEDOUT && dirty && q->count == 0 && !q->done) {
+                pthread_mutex_unlock(&q->mu);
+                int rc = 0;
+                for (size_t i = 0; i < q->n_recs && !rc; i++) {
+                    struct qes_recorder *r = q->recs[i];
+                    if (r->ops->flush)
+                        rc = r->ops->flush(r);
+                    if (rc)
+                        snprintf(q->errmsg, sizeof q->errmsg, "%s",
+                                 r->errmsg[0] ? r->errmsg : qes_strerror(rc));
+                }
+                pthread_mutex_lock(&q->mu);
+                dirty = 0;
+                if (rc) {
+                    q->rc = rc;
+                    goto stop;
+                }
+            }
+        }
         if (q->count == 0 && q->done)
             break;
         /* write the item at the head outside the lock; the producer only
@@ -52,12 +85,14 @@ static void *consumer(void *arg)
         pthread_mutex_lock(&q->mu);
         q->head = (q->head + 1) % q->cap;
         q->count--;
+        dirty = 1;
         pthread_cond_signal(&q->nonfull);
         if (rc) {
             q->rc = rc;
             break;
         }
     }
+stop:
     /* on error: stop consuming; wake a producer waiting for room */
     pthread_cond_broadcast(&q->nonfull);
     pthread_mutex_unlock(&q->mu);
