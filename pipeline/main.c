@@ -10,6 +10,7 @@
 #include "hw/source_sim.h"
 #include "bench/bench.h"
 #include "pipeline/cmd_adev.h"
+#include "pipeline/cmd_export.h"
 #include "pipeline/config.h"
 #include "pipeline/hash.h"
 #include "pipeline/record.h"
@@ -77,6 +78,9 @@ static const char *const usage_main =
         "  adev INPUT [--kind K] [--json FILE]\n"
         "                      Allan-family deviations with confidence intervals and noise\n"
         "                      type of a series (text column, or block results from a .db)\n"
+        "  export DB --to csv|jsonl [--run ID] [-o FILE]\n"
+        "                      write a results database's records as CSV or JSON Lines\n"
+        "  runs DB             list the runs in a results database\n"
         "  help config [--ini] every configuration key with unit, range, default and meaning\n"
         "\n"
         "options: --help (also after each command), --version\n"
@@ -929,8 +933,9 @@ static int cmd_help(int argc, char **argv)
             fputs(texts[i], stdout);
             return EXIT_OK;
         }
-    return usage_error("help", "no help on \"%s\"; topics: config replay simulate run bench adev",
-                       o.positional);
+    return usage_error(
+            "help", "no help on \"%s\"; topics: config replay simulate run bench adev export runs",
+            o.positional);
 }
 
 int main(int argc, char **argv)
@@ -960,6 +965,10 @@ int main(int argc, char **argv)
         return cmd_help(argc - 2, argv + 2);
     if (!strcmp(cmd, "adev"))
         return qes_cmd_adev(argc - 2, argv + 2, stdout, stderr);
+    if (!strcmp(cmd, "export"))
+        return qes_cmd_export(argc - 2, argv + 2, stdout, stderr);
+    if (!strcmp(cmd, "runs"))
+        return qes_cmd_runs(argc - 2, argv + 2, stdout, stderr);
     fprintf(stderr, "qes: unknown command \"%s\"\n\n%s", cmd, usage_main);
     return EXIT_USAGE;
 }
