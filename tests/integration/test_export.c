@@ -26,6 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #ifndef QES_EXPORT_VIA_EXE
 #define QES_EXPORT_VIA_EXE 1
@@ -480,4 +483,99 @@ Test(export, help)
     free(err);
     cr_assert_lt(strlen(qes_usage_export), 4095);
     cr_assert_lt(strlen(qes_usage_runs), 4095);
+}
+
+/*
+ * Issue 6 acceptance: a real PostgreSQL server (tests/fixtures/pg-server.sh,
+ * on 127.0.0.1) receives a replay through the qes executable; its rows equal
+ * the JSON Lines output of the same replay, value for value (doubles compared
+ * exactly: both come from the same %.17g-round-tripped numbers).
+ */
+Test(export, replay_into_postgresql_equals_jsonl)
+{
+    itest_dir_make();
+    char cmd[20000], pgdir[4200];
+    snprintf(pgdir, sizeof pgdir, "%s/pg", itest_dir());
+    /* the server runs as the postgres user, which must reach its directory */
+    cr_assert_eq(chmod(itest_dir(), 0755), 0);
+    int port = 20000 + (int)(getpid() % 20000);
+    snprintf(cmd, sizeof cmd, "sh '%s/tests/fixtures/pg-server.sh' start '%s' %d >/dev/null 2>&1",
+             QES_SOURCE_DIR, pgdir, port);
+    int st = system(cmd);
+    if (WEXITSTATUS(st) == 77)
+        cr_skip_test("no PostgreSQL server binaries: replay into PostgreSQL not checked");
+    cr_assert_eq(WEXITSTATUS(st), 0, "the PostgreSQL fixture did not start");
+    itest_simulate("pgr", "[source]\nkind = sim\nsample_rate_hz = 100000\nseconds = 0.2\n"
+                          "adc_bits = 24\nseed = 4\nstart_time = 2026-11-27T00:00:00Z\n"
+                          "[channel.dut]\nindex = 0\ngain = 2.98023223876953125e-07\n"
+                          "[sim.dut]\nfreq_hz = 1000\nharmonics = 1,2\nrms = 1,0.001\n"
+                          "phase_rad = 0.7,-1.2\nnoise_rms = 1e-5\n[measure.fund]\n"
+                          "channel = dut\nmethod = dft\nfreq_hz = 1000\nharmonics = 1,2\n");
+    char uri[256], args[20000];
+    snprintf(uri, sizeof uri, "postgresql://postgres@127.0.0.1:%d/postgres", port);
+    snprintf(args, sizeof args,
+             "replay '%s/pgr.sigmf-meta' -q -o '%s' -o '%s/pgr.jsonl' --set "
+             "record.spool_path='%s/spool.db'",
+             itest_dir(), uri, itest_dir(), itest_dir());
+    char *err = NULL;
+    st = qes_test_run(args, NULL, &err);
+    cr_assert_eq(st, 0, "replay into PostgreSQL: exit %d: %s", st, err);
+    free(err);
+    /* read the rows back with psql as CSV-like text: r of each block by seq */
+    snprintf(cmd, sizeof cmd,
+             "psql '%s' -At -F ' ' -c \"SELECT harmonic, seq, r, phase_rad FROM blocks ORDER BY "
+             "harmonic, seq\" > '%s/rows.txt' 2>'%s/psql.err'",
+             uri, itest_dir(), itest_dir());
+    st = system(cmd);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/rows.txt", itest_dir());
+    char *rows = qes_test_slurp(path, NULL);
+    snprintf(path, sizeof path, "%s/pgr.jsonl", itest_dir());
+    char *jl = qes_test_slurp(path, NULL);
+    snprintf(cmd, sizeof cmd,
+             "sh '%s/tests/fixtures/pg-server.sh' stop '%s' immediate "
+             ">/dev/null 2>&1",
+             QES_SOURCE_DIR, pgdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not stop the PostgreSQL fixture in %s\n", pgdir);
+    cr_assert_eq(WEXITSTATUS(st), 0, "psql failed");
+    cr_assert_not_null(rows);
+    cr_assert_not_null(jl);
+    json_t *recs = itest_parse_jsonl(jl);
+    size_t i, n_blocks = 0;
+    json_t *r;
+    /* psql's rows with a newline in front, so that every row starts with one */
+    size_t rl = strlen(rows);
+    char *lined = malloc(rl + 2);
+    cr_assert_not_null(lined);
+    lined[0] = '\n';
+    memcpy(lined + 1, rows, rl + 1);
+    json_array_foreach(recs, i, r)
+    {
+        if (!itest_is(r, "block"))
+            continue;
+        n_blocks++;
+        /* find "h seq r phase" in the psql output */
+        char want[256];
+        int h = (int)json_integer_value(json_object_get(r, "harmonic"));
+        long long seq = json_integer_value(json_object_get(r, "seq"));
+        snprintf(want, sizeof want, "\n%d %lld ", h, seq);
+        char *at = strstr(lined, want);
+        cr_assert_not_null(at, "block h%d seq %lld missing in PostgreSQL", h, seq);
+        at++;
+        double rr, ph;
+        cr_assert_eq(sscanf(at, "%*d %*d %lf %lf", &rr, &ph), 2);
+        cr_assert_eq(rr, itest_num(r, "r"), "h%d seq %lld: r %.17g vs %.17g", h, seq, rr,
+                     itest_num(r, "r"));
+        cr_assert_eq(ph, itest_num(r, "phase_rad"));
+    }
+    size_t n_rows = 0;
+    for (const char *p = rows; *p; p++)
+        n_rows += *p == '\n';
+    cr_assert_eq(n_rows, n_blocks, "PostgreSQL holds %zu block rows, JSONL %zu", n_rows, n_blocks);
+    json_decref(recs);
+    free(lined);
+    free(rows);
+    free(jl);
+    itest_dir_clean();
 }
