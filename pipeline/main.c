@@ -359,7 +359,8 @@ static int close_sinks(struct sinks *s, int status, char *err, size_t errlen)
                     r->target, (unsigned long long)r->n_acked, (unsigned long long)r->n_lost);
         else if (r->n_lost) {
             fprintf(stderr,
-                    "qes: ERROR: %s could not keep %llu record(s) (spool full): they are lost\n",
+                    "qes: ERROR: %s could not keep %llu record(s): they are lost (see the "
+                    "warnings above)\n",
                     r->target, (unsigned long long)r->n_lost);
             lost = 1;
         }

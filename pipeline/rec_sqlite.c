@@ -1,15 +1,47 @@
 /*
  * The SQLite sink (the default recorder of record).
  *
- * Durability: WAL journal, synchronous=FULL (a committed transaction survives
- * a power cut), foreign keys on, busy timeout 5 s so that a reader (a plot, a
- * query) never makes the recorder fail.  Records are batched into
- * transactions: BEGIN IMMEDIATE at the first record, COMMIT once 1 s of host
- * time (CLOCK_MONOTONIC) has passed since the BEGIN or 10000 records are in
- * it, and at close.  One fsync per commit instead of one per record is what
- * makes synchronous=FULL affordable; the price is that a crash loses at most
- * the open batch.  The clock is read when a record arrives, so an idle
- * pipeline keeps its last batch open until the next record or close.
+ * Durability: WAL journal, foreign keys on, busy timeout 5 s so that a reader
+ * (a plot, a query) never makes the recorder fail.  The synchronous mode is an
+ * option (opts->sqlite_synchronous), because it trades durability for speed:
+ *   FULL   (default) the WAL is fsync'd at every commit: an acknowledged
+ *          record survives a process crash, a kernel panic and a power cut.
+ *   NORMAL the WAL is fsync'd only at checkpoints: an acknowledged record
+ *          survives a process crash (kill -9), but the last transactions
+ *          before a power cut or kernel panic may be lost (the database stays
+ *          consistent).
+ *   OFF    no fsync at all: fastest, survives a process crash, but a power
+ *          cut may lose recent transactions and can corrupt the file.
+ * Only FULL makes n_acked a promise that holds through a power cut.
+ *
+ * Batching: records are batched into transactions: BEGIN IMMEDIATE at the
+ * first record, COMMIT once opts->batch_s of host time (CLOCK_MONOTONIC;
+ * default 1 s, 0 < batch_s <= 3600) has passed since the BEGIN or
+ * opts->batch_records records (default 10000, 1..10000000) are in it, at
+ * flush() and at close.  One fsync per commit instead of one per record is
+ * what makes synchronous=FULL affordable; the price is that a crash loses at
+ * most the open batch, which was never acknowledged.  The clock is read when
+ * a record arrives, so the time bound is enforced at the next record or at
+ * flush(), which the recorder thread calls when the pipeline goes idle.
+ *
+ * Acknowledgement: a block or summary record counts in base.n_acked only once
+ * the COMMIT of its transaction has returned.  For tests and diagnostics,
+ * when the environment variable QES_ACK_LOG names a file at open, the sink
+ * appends "<n_acked>\n" to it after every commit and fsyncs it, so that a
+ * process killed at any moment leaves behind a lower bound of what it
+ * acknowledged (the kill -9 acceptance test reads it).  The log costs one
+ * more fsync per commit; a failure to write it is an error (QES_EIO).
+ *
+ * Failures of storage: any SQLite error (SQLITE_FULL, SQLITE_IOERR such as a
+ * failed fsync, ...) is QES_ENOSPC (full disk) or QES_EDB, sticky, with a
+ * message naming the file, SQLite's message and the system error.  The open
+ * batch is rolled back (never acknowledged, so nothing acknowledged is lost;
+ * the message tells how many records were committed before) and nothing
+ * more is written to the file, not even the run status at close: after a
+ * failed fsync the kernel may have dropped the dirty pages, so retrying could
+ * report as durable what is not.  SQLite's WAL keeps the file consistent:
+ * what is in it is exactly the committed transactions (a transaction whose
+ * COMMIT failed may or may not be there after recovery, never half of one).
  *
  * Idempotent replays.  The run id is derived from the configuration and input
  * hashes, and (run, measure, harmonic, seq) is UNIQUE, so replaying a spool
@@ -22,7 +54,9 @@
  *   - every insert is INSERT ... ON CONFLICT DO NOTHING; when a row was
  *     already there (no change), it is compared column by column with the new
  *     record (NULL-aware, doubles exactly) and a difference is QES_EDB.
- * So identical replays are no-ops and any disagreement is an error.
+ * So identical replays are no-ops and any disagreement is an error.  Such a
+ * disagreement is not a storage failure: what was recorded is committed at
+ * close, with the run's status.
  *
  * Schema version 1 lives in `meta`; a newer version is refused, and so is a
  * file holding tables of these names without a `meta` table.
@@ -31,9 +65,6 @@
  * SQLite column names are case-insensitive, so the expanded uncertainties U_r
  * and U cannot share the summaries table with u_r and u under those names:
  * they are the columns `U_r_expanded` and `U_expanded`.
- *
- * Errors: any SQLite failure is QES_EDB (QES_ENOSPC for a full disk) with the
- * file name and sqlite3_errmsg in errmsg; the first failure is sticky.
  */
 #include "pipeline/rec_int.h"
 #include "pipeline/record.h"
@@ -43,15 +74,22 @@
 #include <sqlite3.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #define SCHEMA_VERSION 1
-#define BATCH_RECORDS  10000
-#define BATCH_NS       1000000000LL
+/* Defaults and bounds of the options (see the top of this file). */
+#define BATCH_RECORDS     10000
+#define BATCH_RECORDS_MAX 10000000u
+#define BATCH_S           1.0
+#define BATCH_S_MAX       3600.0
 
 /*
  * kind is 'phasor' or 'scalar'.  Phasor rows fill harmonic, freq_hz, x, y, r,
@@ -146,9 +184,14 @@ struct rec_sqlite {
     int have_run;
     int replay;              /* the run was already in the file */
     uint64_t n_present;      /* records found already recorded, identical */
-    unsigned batch;          /* records in the open transaction */
+    int broken;              /* a storage failure: nothing more is written (1; 2 once settled) */
+    uint64_t pending;        /* block and summary records in the open transaction */
     struct timespec t_begin; /* CLOCK_MONOTONIC at its BEGIN */
+    int64_t batch_ns;        /* options: a transaction commits once this old, */
+    unsigned batch_max;      /* or holding this many records */
+    int ack_fd;              /* QES_ACK_LOG, or -1 */
     char run_id[37];
+    char ack_path[4096];
 };
 
 /* ---- errors ------------------------------------------------------------------ */
@@ -162,14 +205,62 @@ static int sq_code(struct rec_sqlite *s, int rc)
     return QES_EDB;
 }
 
-/* Record an SQLite failure: code, message with the file name. */
+/* The system call behind an SQLite I/O error, for the message. */
+static const char *io_call(int xrc)
+{
+    switch (xrc) {
+    case SQLITE_IOERR_FSYNC:
+    case SQLITE_IOERR_DIR_FSYNC:
+        return "fsync";
+    case SQLITE_IOERR_WRITE:
+        return "write";
+    case SQLITE_IOERR_SHORT_READ:
+    case SQLITE_IOERR_READ:
+        return "read";
+    case SQLITE_IOERR_TRUNCATE:
+        return "truncate";
+    case SQLITE_IOERR_FSTAT:
+        return "fstat";
+    case SQLITE_IOERR_SHMMAP:
+    case SQLITE_IOERR_SHMOPEN:
+    case SQLITE_IOERR_SHMSIZE:
+        return "shared memory";
+    case SQLITE_IOERR_LOCK:
+    case SQLITE_IOERR_RDLOCK:
+    case SQLITE_IOERR_UNLOCK:
+        return "lock";
+    default:
+        return NULL;
+    }
+}
+
+/*
+ * Record an SQLite failure: code, message with the file name, SQLite's
+ * message and, for an I/O error, the system call and errno.  Every SQLite
+ * error is a storage failure: the sink stops writing (see the top).
+ */
 static int sq_fail(struct rec_sqlite *s, int rc, const char *what)
 {
     int code = sq_code(s, rc);
-    snprintf(s->base.errmsg, sizeof s->base.errmsg, "SQLite database '%s': %s: %s", s->base.target,
-             what, s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+    char sys[200] = "";
+    if (s->db && ((rc & 0xff) == SQLITE_IOERR || (rc & 0xff) == SQLITE_FULL ||
+                  (rc & 0xff) == SQLITE_CANTOPEN)) {
+        int e = sqlite3_system_errno(s->db);
+        /* SQLite keeps no errno for SQLITE_FULL; its unix VFS returns it
+         * for ENOSPC (max_page_count is not used here). */
+        if ((rc & 0xff) == SQLITE_FULL)
+            e = ENOSPC;
+        const char *call = io_call(sqlite3_extended_errcode(s->db));
+        if (call || e)
+            snprintf(sys, sizeof sys, " (%s%s%s)", call ? call : "", call && e ? ": " : "",
+                     e ? strerror(e) : " failed");
+    }
+    snprintf(s->base.errmsg, sizeof s->base.errmsg, "SQLite database '%s': %s: %s%s",
+             s->base.target, what, s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc), sys);
     if (!s->err)
         s->err = code;
+    if (!s->broken)
+        s->broken = 1;
     return code;
 }
 
@@ -192,6 +283,61 @@ static int step_done(struct rec_sqlite *s, sqlite3_stmt *st, const char *what)
     return code;
 }
 
+/*
+ * After a storage failure, at the end of the operation (every statement is
+ * reset by then): roll back the open batch, whose records were never
+ * acknowledged.  SQLite may have rolled it back already (it does for
+ * SQLITE_FULL and some I/O errors).  Rolling back a WAL transaction only
+ * forgets frames; it cannot damage the file.  The message says what is safe.
+ * These records are not counted in base.n_lost: that counts records a working
+ * sink had to drop (exit status 3); here the run fails (exit status 2) and no
+ * later record is recorded either.  Returns rc.
+ */
+static int settle(struct rec_sqlite *s, int rc)
+{
+    if (s->broken != 1)
+        return rc;
+    if (s->db && !sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    if (s->pending || s->base.n_acked) {
+        size_t n = strlen(s->base.errmsg);
+        snprintf(s->base.errmsg + n, sizeof s->base.errmsg - n,
+                 "; the %llu record(s) committed before are safe; the %llu record(s) of the "
+                 "open batch were not acknowledged and later ones are not recorded",
+                 (unsigned long long)s->base.n_acked, (unsigned long long)s->pending);
+    }
+    s->pending = 0;
+    s->broken = 2; /* settled: later calls return the error and write nothing */
+    return rc;
+}
+
+/* Append n_acked to the QES_ACK_LOG file and make it durable. */
+static int ack_log(struct rec_sqlite *s)
+{
+    char line[32];
+    int n = snprintf(line, sizeof line, "%llu\n", (unsigned long long)s->base.n_acked);
+    const char *p = line;
+    while (n > 0) {
+        ssize_t w = write(s->ack_fd, p, (size_t)n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            goto err;
+        p += w;
+        n -= (int)w;
+    }
+    if (fsync(s->ack_fd) != 0)
+        goto err;
+    return 0;
+err:
+    snprintf(s->base.errmsg, sizeof s->base.errmsg,
+             "SQLite database '%s': acknowledgement log '%.2048s' (QES_ACK_LOG): %s",
+             s->base.target, s->ack_path, strerror(errno));
+    if (!s->err)
+        s->err = QES_EIO;
+    return QES_EIO;
+}
+
 /* ---- transactions ------------------------------------------------------------ */
 
 static int txn_enter(struct rec_sqlite *s)
@@ -199,34 +345,39 @@ static int txn_enter(struct rec_sqlite *s)
     if (!sqlite3_get_autocommit(s->db))
         return 0;
     int rc = step_done(s, s->st[ST_BEGIN], "BEGIN");
-    if (!rc) {
-        s->batch = 0;
+    if (!rc)
         clock_gettime(CLOCK_MONOTONIC, &s->t_begin);
-    }
     return rc;
 }
 
+/* Commit the open transaction; its records are acknowledged once COMMIT
+ * has returned (after the fsync of the WAL with synchronous=FULL). */
 static int txn_commit(struct rec_sqlite *s)
 {
     if (sqlite3_get_autocommit(s->db))
         return 0;
-    int rc = step_done(s, s->st[ST_COMMIT], "COMMIT");
-    if (!rc)
-        s->batch = 0;
-    return rc;
+    char what[80];
+    snprintf(what, sizeof what, "committing %llu record(s)", (unsigned long long)s->pending);
+    int rc = step_done(s, s->st[ST_COMMIT], what);
+    if (rc)
+        return rc;
+    s->base.n_acked += s->pending;
+    s->pending = 0;
+    return s->ack_fd >= 0 ? ack_log(s) : 0;
 }
 
-/* One more record in the open transaction: commit when the batch is full or
- * old enough. */
-static int txn_count(struct rec_sqlite *s)
+/* One more record in the open transaction (is_data: a block or summary
+ * record, acknowledged at commit): commit when the batch is full or old
+ * enough. */
+static int txn_count(struct rec_sqlite *s, int is_data)
 {
-    if (++s->batch >= BATCH_RECORDS)
+    if (is_data && ++s->pending >= s->batch_max)
         return txn_commit(s);
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     int64_t ns = (int64_t)(now.tv_sec - s->t_begin.tv_sec) * 1000000000LL +
                  (now.tv_nsec - s->t_begin.tv_nsec);
-    return ns >= BATCH_NS ? txn_commit(s) : 0;
+    return ns >= s->batch_ns ? txn_commit(s) : 0;
 }
 
 /* ---- binding ----------------------------------------------------------------- */
@@ -363,7 +514,7 @@ static int check_run(struct rec_sqlite *s, const struct qes_run_rec *run, const 
     return qes__rec_check_order(&s->base, s->closed, s->have_run, s->run_id, run, what);
 }
 
-static int sq_run(struct qes_recorder *r, const struct qes_run_rec *run)
+static int run_record(struct qes_recorder *r, const struct qes_run_rec *run)
 {
     struct rec_sqlite *s = (struct rec_sqlite *)r;
     if (s->err)
@@ -431,7 +582,7 @@ static int sq_run(struct qes_recorder *r, const struct qes_run_rec *run)
     }
     memcpy(s->run_id, id, sizeof s->run_id);
     s->have_run = 1;
-    return txn_count(s);
+    return txn_count(s, 0);
 }
 
 static int too_big(struct rec_sqlite *s, const char *kind)
@@ -442,8 +593,8 @@ static int too_big(struct rec_sqlite *s, const char *kind)
     return QES_ERANGE;
 }
 
-static int sq_block(struct qes_recorder *r, const struct qes_run_rec *run,
-                    const struct qes_block_rec *b)
+static int block_record(struct qes_recorder *r, const struct qes_run_rec *run,
+                        const struct qes_block_rec *b)
 {
     struct rec_sqlite *s = (struct rec_sqlite *)r;
     if (s->err)
@@ -480,11 +631,11 @@ static int sq_block(struct qes_recorder *r, const struct qes_run_rec *run,
         if ((rc = verify_present(s, chk, "block", b->measure, b->harmonic, b->seq)))
             return rc;
     }
-    return txn_count(s);
+    return txn_count(s, 1);
 }
 
-static int sq_summary(struct qes_recorder *r, const struct qes_run_rec *run,
-                      const struct qes_summary_rec *m)
+static int summary_record(struct qes_recorder *r, const struct qes_run_rec *run,
+                          const struct qes_summary_rec *m)
 {
     struct rec_sqlite *s = (struct rec_sqlite *)r;
     if (s->err)
@@ -540,10 +691,39 @@ static int sq_summary(struct qes_recorder *r, const struct qes_run_rec *run,
         if ((rc = verify_present(s, chk, "summary", m->measure, m->harmonic, m->seq)))
             goto out;
     }
-    rc = txn_count(s);
+    rc = txn_count(s, 1);
 out:
     free(budget);
     return rc;
+}
+
+/* The operations: each ends with settle(), which rolls back after a storage
+ * failure. */
+static int sq_run(struct qes_recorder *r, const struct qes_run_rec *run)
+{
+    return settle((struct rec_sqlite *)r, run_record(r, run));
+}
+
+static int sq_block(struct qes_recorder *r, const struct qes_run_rec *run,
+                    const struct qes_block_rec *b)
+{
+    return settle((struct rec_sqlite *)r, block_record(r, run, b));
+}
+
+static int sq_summary(struct qes_recorder *r, const struct qes_run_rec *run,
+                      const struct qes_summary_rec *m)
+{
+    return settle((struct rec_sqlite *)r, summary_record(r, run, m));
+}
+
+/* Commit the open batch now (the recorder thread calls this when idle, so
+ * that a quiet live run does not keep records unacknowledged). */
+static int sq_flush(struct qes_recorder *r)
+{
+    struct rec_sqlite *s = (struct rec_sqlite *)r;
+    if (s->err || s->closed)
+        return s->err;
+    return settle(s, txn_commit(s));
 }
 
 static int sq_close(struct qes_recorder *r, int status)
@@ -552,9 +732,14 @@ static int sq_close(struct qes_recorder *r, int status)
     if (s->closed)
         return s->err;
     s->closed = 1;
+    /* After a storage failure nothing more is written (see the top); the
+     * missing runs.status tells a reader that the run did not close. */
+    if (s->broken)
+        return settle(s, s->err);
     int rc = 0;
-    /* Even after a failure, commit what was recorded: those rows are valid
-     * and the status tells the reader how the run ended. */
+    /* Even after another failure (a replay that disagrees with the file),
+     * commit what was recorded: those rows are valid and the status tells
+     * the reader how the run ended. */
     if (s->have_run && !(rc = txn_enter(s))) {
         char t[QES_UTC_LEN];
         qes_utc_format(qes_utc_now_ns(), t);
@@ -569,9 +754,10 @@ static int sq_close(struct qes_recorder *r, int status)
             rc = step_done(s, st, "recording the run status");
         }
     }
-    int crc = txn_commit(s);
+    int crc = s->broken ? 0 : txn_commit(s);
     if (!rc)
         rc = crc;
+    settle(s, rc);
     return s->err ? s->err : rc;
 }
 
@@ -579,14 +765,17 @@ static void sq_destroy(struct qes_recorder *r)
 {
     struct rec_sqlite *s = (struct rec_sqlite *)r;
     /* Destroyed without close (an error path): keep the records, which are
-     * valid; runs.status stays NULL, telling that the run did not close. */
-    if (s->db && !s->closed && !sqlite3_get_autocommit(s->db) && s->st[ST_COMMIT]) {
+     * valid; runs.status stays NULL, telling that the run did not close.
+     * Not after a storage failure: then close_v2 rolls back. */
+    if (s->db && !s->closed && !s->broken && !sqlite3_get_autocommit(s->db) && s->st[ST_COMMIT]) {
         sqlite3_step(s->st[ST_COMMIT]);
         sqlite3_reset(s->st[ST_COMMIT]);
     }
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
     sqlite3_close_v2(s->db); /* rolls back anything still open */
+    if (s->ack_fd >= 0)
+        close(s->ack_fd);
     free(s);
 }
 
@@ -596,6 +785,7 @@ static const struct qes_recorder_ops sqlite_ops = {
         .block = sq_block,
         .summary = sq_summary,
         .close = sq_close,
+        .flush = sq_flush,
         .destroy = sq_destroy,
 };
 
@@ -701,6 +891,53 @@ static int schema_check(struct rec_sqlite *s)
     return 0;
 }
 
+/*
+ * Options: a zero field is the default.  Fills *sync_mode ("FULL", "NORMAL",
+ * "OFF"), s->batch_ns and s->batch_max, or returns QES_EINVAL with a message
+ * in err naming the option and its valid values.
+ */
+static int apply_opts(const char *target, const struct qes_recorder_opts *o, const char **sync_mode,
+                      int64_t *batch_ns, unsigned *batch_max, char *err, size_t errlen)
+{
+    static const char *const modes[] = {"FULL", "NORMAL", "OFF"};
+    *sync_mode = modes[0];
+    *batch_ns = (int64_t)(BATCH_S * 1e9);
+    *batch_max = BATCH_RECORDS;
+    if (!o)
+        return 0;
+    if (o->sqlite_synchronous && o->sqlite_synchronous[0]) {
+        *sync_mode = NULL;
+        for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+            if (!strcasecmp(o->sqlite_synchronous, modes[i]))
+                *sync_mode = modes[i];
+        if (!*sync_mode) {
+            qes_errf(err, errlen,
+                     "SQLite database '%s': synchronous = '%.64s' is not one of FULL, NORMAL, OFF",
+                     target, o->sqlite_synchronous);
+            return QES_EINVAL;
+        }
+    }
+    if (o->batch_s != 0) {
+        if (!(o->batch_s > 0 && o->batch_s <= BATCH_S_MAX)) {
+            qes_errf(err, errlen,
+                     "SQLite database '%s': batch_s = %g is out of range (0 < batch_s <= %g s)",
+                     target, o->batch_s, BATCH_S_MAX);
+            return QES_EINVAL;
+        }
+        *batch_ns = (int64_t)(o->batch_s * 1e9);
+    }
+    if (o->batch_records != 0) {
+        if (o->batch_records > BATCH_RECORDS_MAX) {
+            qes_errf(err, errlen,
+                     "SQLite database '%s': batch_records = %u is out of range (1..%u records)",
+                     target, o->batch_records, BATCH_RECORDS_MAX);
+            return QES_EINVAL;
+        }
+        *batch_max = o->batch_records;
+    }
+    return 0;
+}
+
 int qes_rec_sqlite_open(const char *target, struct qes_recorder **out, char *err, size_t errlen)
 {
     return qes_rec_sqlite_open_ex(target, NULL, out, err, errlen);
@@ -709,15 +946,20 @@ int qes_rec_sqlite_open(const char *target, struct qes_recorder **out, char *err
 int qes_rec_sqlite_open_ex(const char *target, const struct qes_recorder_opts *opts,
                            struct qes_recorder **out, char *err, size_t errlen)
 {
-    (void)opts; /* synchronous and batch options: being wired */
     struct rec_sqlite *s = NULL;
     int rc, code;
+    if (out)
+        *out = NULL;
     if (!target || !out || !*target) {
         if (err && errlen)
             snprintf(err, errlen, "SQLite sink: no file name");
         return QES_EINVAL;
     }
-    *out = NULL;
+    const char *sync_mode;
+    int64_t batch_ns;
+    unsigned batch_max;
+    if ((code = apply_opts(target, opts, &sync_mode, &batch_ns, &batch_max, err, errlen)))
+        return code;
     if (!(s = calloc(1, sizeof *s))) {
         if (err && errlen)
             snprintf(err, errlen, "%s: out of memory", target);
@@ -731,6 +973,22 @@ int qes_rec_sqlite_open_ex(const char *target, const struct qes_recorder_opts *o
     }
     s->base.ops = &sqlite_ops;
     strcpy(s->base.target, target);
+    s->batch_ns = batch_ns;
+    s->batch_max = batch_max;
+    s->ack_fd = -1;
+    const char *ack = getenv("QES_ACK_LOG");
+    if (ack && *ack) {
+        snprintf(s->ack_path, sizeof s->ack_path, "%s", ack);
+        s->ack_fd = open(ack, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (s->ack_fd < 0) {
+            snprintf(s->base.errmsg, sizeof s->base.errmsg,
+                     "SQLite database '%s': cannot open the acknowledgement log '%s' "
+                     "(QES_ACK_LOG): %s",
+                     target, ack, strerror(errno));
+            code = QES_EIO;
+            goto err_close;
+        }
+    }
 
     rc = sqlite3_open_v2(target, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
     if (rc != SQLITE_OK) {
@@ -749,8 +1007,9 @@ int qes_rec_sqlite_open_ex(const char *target, const struct qes_recorder_opts *o
         code = sq_fail_msg(s, QES_EDB, "the file is read-only (no write permission)");
         goto err_close;
     }
-    if ((code = set_wal(s)) ||
-        (code = exec(s, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", "setting pragmas")))
+    char pragmas[80];
+    snprintf(pragmas, sizeof pragmas, "PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;", sync_mode);
+    if ((code = set_wal(s)) || (code = exec(s, pragmas, "setting pragmas")))
         goto err_close;
     if ((code = exec(s, "BEGIN IMMEDIATE", "locking to check the schema")))
         goto err_close;
@@ -760,6 +1019,14 @@ int qes_rec_sqlite_open_ex(const char *target, const struct qes_recorder_opts *o
     }
     if ((code = exec(s, "COMMIT", "creating the tables")))
         goto err_close;
+    /* A new file's name must survive a power cut too (SQLite syncs the
+     * directory for the WAL it creates, not for the database file). */
+    if (strcmp(sync_mode, "OFF") != 0 && qes__fsync_dir_of(target) != 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "cannot fsync the directory holding it: %s", strerror(errno));
+        code = sq_fail_msg(s, QES_EDB, msg);
+        goto err_close;
+    }
     for (int i = 0; i < ST_COUNT; i++) {
         rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL);
         if (rc != SQLITE_OK) {
@@ -768,6 +1035,7 @@ int qes_rec_sqlite_open_ex(const char *target, const struct qes_recorder_opts *o
         }
     }
     s->err = 0;
+    s->broken = 0;
     *out = &s->base;
     return 0;
 
@@ -777,6 +1045,8 @@ err_close:
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
     sqlite3_close_v2(s->db);
+    if (s->ack_fd >= 0)
+        close(s->ack_fd);
     free(s);
     return code;
 }
