@@ -16,4 +16,9 @@ struct qes_run_rec;
 int qes__rec_check_order(struct qes_recorder *r, int closed, int have_run, const char *run_id,
                          const struct qes_run_rec *run, const char *what);
 
+/* Length of the valid UTF-8 sequence at p (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), or 0 when it is not valid. */
+#include <stddef.h>
+size_t qes__utf8_len(const unsigned char *p, const unsigned char *end);
+
 #endif

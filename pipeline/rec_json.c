@@ -86,39 +86,6 @@ static int put_u64(FILE *f, uint64_t v)
     return fprintf(f, "%" PRIu64, v) < 0 ? -1 : 0;
 }
 
-/* Length of the valid UTF-8 sequence at p (RFC 3629: no overlong forms, no
- * surrogates, nothing above U+10FFFF), or 0 when it is not valid. */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end)
-{
-    unsigned c = p[0];
-    size_t n;
-    unsigned lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2;
-    else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else
-        return 0;
-    if ((size_t)(end - p) < n)
-        return 0;
-    if (p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (p[i] < 0x80 || p[i] > 0xbf)
-            return 0;
-    return n;
-}
-
 /* A JSON string of n bytes at s. */
 static int put_jstr_n(FILE *f, const char *s, size_t n)
 {
@@ -132,7 +99,7 @@ static int put_jstr_n(FILE *f, const char *s, size_t n)
             p++;
             continue;
         }
-        if (c >= 0x80 && (ulen = utf8_len(p, end)) > 0) {
+        if (c >= 0x80 && (ulen = qes__utf8_len(p, end)) > 0) {
             p += ulen;
             continue;
         }
@@ -246,7 +213,8 @@ static const char *raw_string(FILE *f, const char *p, int *werr)
             } else
                 return NULL;
         } else if (c >= 0x80) {
-            size_t n = utf8_len((const unsigned char *)p, (const unsigned char *)p + strnlen(p, 4));
+            size_t n = qes__utf8_len((const unsigned char *)p,
+                                     (const unsigned char *)p + strnlen(p, 4));
             if (!n)
                 return NULL;
             p += n;

@@ -242,36 +242,6 @@ static void b_put(struct batch *b, const char *s, size_t n)
     b->len += n;
 }
 
-/* Length of the valid UTF-8 sequence at p (RFC 3629), 0 when invalid. */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end)
-{
-    unsigned c = p[0];
-    size_t n;
-    unsigned lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2;
-    else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else
-        return 0;
-    if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (p[i] < 0x80 || p[i] > 0xbf)
-            return 0;
-    return n;
-}
-
 /*
  * A text field of COPY's text format: backslash, tab, newline and carriage
  * return escaped, NULL as \N.  The server refuses invalid UTF-8, which would
@@ -288,7 +258,7 @@ static void b_text(struct batch *b, const char *s)
     while (p < end) {
         unsigned c = *p;
         size_t ulen;
-        if (c >= 0x80 && (ulen = utf8_len(p, end)) > 0) {
+        if (c >= 0x80 && (ulen = qes__utf8_len(p, end)) > 0) {
             p += ulen;
             continue;
         }
