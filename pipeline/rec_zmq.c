@@ -56,7 +56,27 @@ struct rec_zmq {
     int have_run;
     int send_err; /* errno of the first send failure other than EAGAIN */
     char run_id[37];
+    char *run_json; /* the run record, sent again to every new subscriber */
+    size_t run_len;
 };
+
+/*
+ * A dashboard that subscribes after the start would never see the run record
+ * (and so the configuration behind the values): the socket is an XPUB in
+ * verbose mode, which hands us every subscription, and each new one gets the
+ * run record again before the next message.
+ */
+static void zmq_welcome(struct rec_zmq *z)
+{
+    char frame[256];
+    int n, fresh = 0;
+    while ((n = zmq_recv(z->sock, frame, sizeof frame, ZMQ_DONTWAIT)) > 0)
+        fresh |= frame[0] == 1; /* 1 = subscribe, 0 = unsubscribe */
+    if (!fresh || !z->run_json)
+        return;
+    /* a repeat, not a record: not counted in n_acked / n_lost */
+    (void)zmq_send(z->sock, z->run_json, z->run_len, ZMQ_DONTWAIT);
+}
 
 /* Publish the JSON text buf[0..len) of a record formatted with result rc_fmt;
  * frees buf. */
@@ -66,6 +86,7 @@ static int zmq_publish(struct rec_zmq *z, int rc_fmt, char *buf, size_t len)
         free(buf);
         return rc_fmt;
     }
+    zmq_welcome(z);
     int sent;
     do
         sent = zmq_send(z->sock, buf, len, ZMQ_DONTWAIT);
@@ -113,7 +134,18 @@ static int zmq_record(struct rec_zmq *z, enum zmq_kind kind, const struct qes_ru
     else if (rc)
         snprintf(z->base.errmsg, sizeof z->base.errmsg, "ZeroMQ stream %s: out of memory",
                  z->endpoint);
-    return zmq_publish(z, rc, buf, len);
+    char *keep = NULL;
+    if (!rc && kind == ZK_RUN && (keep = malloc(len ? len : 1)))
+        memcpy(keep, buf, len);
+    rc = zmq_publish(z, rc, buf, len);
+    if (keep) {
+        /* kept after the first send, so that subscribers present at the
+         * start get it once */
+        free(z->run_json);
+        z->run_json = keep;
+        z->run_len = len;
+    }
+    return rc;
 }
 
 static int zmq_run(struct qes_recorder *r, const struct qes_run_rec *run)
@@ -197,6 +229,7 @@ static void zmq_destroy(struct qes_recorder *r)
 {
     struct rec_zmq *z = (struct rec_zmq *)r;
     zmq_release(z);
+    free(z->run_json);
     free(z);
 }
 
@@ -275,16 +308,17 @@ int qes_rec_zmq_open(const char *target, const struct qes_recorder_opts *opts,
         rc = QES_EIO;
         goto err_free;
     }
-    if (!(z->sock = zmq_socket(z->ctx, ZMQ_PUB))) {
+    if (!(z->sock = zmq_socket(z->ctx, ZMQ_XPUB))) {
         qes_errf(err, errlen, "%s: cannot create a ZeroMQ PUB socket: %s", target,
                  zmq_strerror(zmq_errno()));
         rc = QES_EIO;
         goto err_ctx;
     }
-    int linger = 0, nodrop = 1;
+    int linger = 0, nodrop = 1, verbose = 1;
     if (zmq_setsockopt(z->sock, ZMQ_SNDHWM, &hwm, sizeof hwm) ||
         zmq_setsockopt(z->sock, ZMQ_LINGER, &linger, sizeof linger) ||
         zmq_setsockopt(z->sock, ZMQ_XPUB_NODROP, &nodrop, sizeof nodrop) ||
+        zmq_setsockopt(z->sock, ZMQ_XPUB_VERBOSE, &verbose, sizeof verbose) ||
         (ipv6 && zmq_setsockopt(z->sock, ZMQ_IPV6, &ipv6, sizeof ipv6))) {
         qes_errf(err, errlen, "%s: cannot set the ZeroMQ socket options (high-water mark %d): %s",
                  target, hwm, zmq_strerror(zmq_errno()));

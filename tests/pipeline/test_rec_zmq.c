@@ -250,6 +250,33 @@ Test(rec_zmq, subscriber_receives_every_record_as_jsonl_text)
     zmq_ctx_term(ctx);
 }
 
+/* A dashboard that subscribes after the start gets the run record (the
+ * configuration behind the values) before the next record, once; the
+ * repeat is not counted as a record. */
+Test(rec_zmq, late_subscriber_gets_the_run_record)
+{
+    int port = free_port();
+    struct qes_recorder *r = open_stream(port, 0);
+    struct qes_run_rec run = test_run();
+    struct qes_block_rec b0 = test_block(0, "fund"), b1 = test_block(1, "fund");
+    cr_assert_eq(r->ops->run(r, &run), 0, "%s", r->errmsg);
+    cr_assert_eq(r->ops->block(r, &run, &b0), 0, "%s", r->errmsg);
+    void *ctx = zmq_ctx_new();
+    void *sub = open_sub(ctx, port, 0);
+    cr_assert_eq(r->ops->block(r, &run, &b1), 0, "%s", r->errmsg);
+    char *want = json_of(K_RUN, &run, NULL);
+    expect_msg(sub, want, "run record for the late subscriber");
+    free(want);
+    want = json_of(K_BLOCK, &run, &b1);
+    expect_msg(sub, want, "the block after it");
+    free(want);
+    cr_assert_eq(r->ops->close(r, 0), 0);
+    cr_assert_eq(r->n_acked, 3, "records, not repeats");
+    qes_recorder_destroy(r);
+    zmq_close(sub);
+    zmq_ctx_term(ctx);
+}
+
 /*
  * Drops are counted.  A subscriber that connects and never reads: its
  * receive queue (RCVHWM 1), the kernel's loopback socket buffers (a few MB
