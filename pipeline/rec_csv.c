@@ -327,15 +327,9 @@ static int csv_summary(struct qes_recorder *r, const struct qes_run_rec *run,
         return rc;
     /* The budget is not in the table, but a record that the other sinks
      * refuse is refused here too. */
-    int ph = s && s->kind == QES_REC_PHASOR;
-    if (!s || !s->measure || (!ph && s->kind != QES_REC_SCALAR) ||
-        (ph ? s->s.n_budget : s->v.n_budget) > QES_BUDGET_MAX) {
-        snprintf(r->errmsg, sizeof r->errmsg,
-                 "%s: summary record without a measure, of unknown kind, or with more than %d "
-                 "budget terms",
-                 r->target, QES_BUDGET_MAX);
-        return QES_EINVAL;
-    }
+    if ((rc = qes__rec_summary_valid(r, s)))
+        return rc;
+    int ph = s->kind == QES_REC_PHASOR;
     const struct qes_phasor_summary *p = &s->s;
     const struct qes_scalar_summary *v = &s->v;
     FILE *f = c->f;

@@ -16,6 +16,16 @@ struct qes_run_rec;
 int qes__rec_check_order(struct qes_recorder *r, int closed, int have_run, const char *run_id,
                          const struct qes_run_rec *run, const char *what);
 
+struct qes_summary_rec;
+
+/* A summary record every sink can write: a measure, a known kind, a budget
+ * that fits.  Returns 0, or QES_EINVAL with r->errmsg set. */
+int qes__rec_summary_valid(struct qes_recorder *r, const struct qes_summary_rec *s);
+
+/* The budget of a summary of either kind as a JSON array (malloc'd), the
+ * typeA term with its rule; NULL on allocation failure. */
+char *qes__summary_budget_json(const struct qes_summary_rec *s);
+
 /* Length of the valid UTF-8 sequence at p (RFC 3629: no overlong forms, no
  * surrogates, nothing above U+10FFFF), or 0 when it is not valid. */
 #include <stddef.h>

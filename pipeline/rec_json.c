@@ -549,21 +549,34 @@ int qes_run_json(FILE *f, const struct qes_run_rec *run)
     return finish(f, failed);
 }
 
-char *qes_budget_json(const struct qes_phasor_summary *s)
+static char *budget_text(const struct qes_budget_term *terms, size_t n, const char *rule)
 {
-    if (!s || s->n_budget > QES_BUDGET_MAX)
+    if (n > QES_BUDGET_MAX)
         return NULL;
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     if (!f)
         return NULL;
-    int failed = put_budget(f, s->budget, s->n_budget, s->typeA_rule);
+    int failed = put_budget(f, terms, n, rule);
     if (fclose(f) != 0 || failed) {
         free(buf);
         return NULL;
     }
     return buf;
+}
+
+char *qes_budget_json(const struct qes_phasor_summary *s)
+{
+    return s ? budget_text(s->budget, s->n_budget, s->typeA_rule) : NULL;
+}
+
+char *qes__summary_budget_json(const struct qes_summary_rec *s)
+{
+    if (!s)
+        return NULL;
+    return s->kind == QES_REC_PHASOR ? budget_text(s->s.budget, s->s.n_budget, s->s.typeA_rule)
+                                     : budget_text(s->v.budget, s->v.n_budget, s->v.typeA_rule);
 }
 
 /* ---- the JSON Lines sink ----------------------------------------------------- */
@@ -663,13 +676,8 @@ static int jsonl_summary(struct qes_recorder *r, const struct qes_run_rec *run,
     int rc = qes__rec_check_order(r, j->closed, j->have_run, j->run_id, run, "summary");
     if (rc)
         return rc;
-    if (!s || !s->measure || !summary_valid(s)) {
-        snprintf(r->errmsg, sizeof r->errmsg,
-                 "%s: summary record without a measure, of unknown kind, or with more than %d "
-                 "budget terms",
-                 r->target, QES_BUDGET_MAX);
-        return QES_EINVAL;
-    }
+    if ((rc = qes__rec_summary_valid(r, s)))
+        return rc;
     errno = 0;
     return jsonl_record(j, qes_summary_json(j->f, run, s));
 }

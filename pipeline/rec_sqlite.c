@@ -643,29 +643,14 @@ static int summary_record(struct qes_recorder *r, const struct qes_run_rec *run,
     int rc = check_run(s, run, "summary");
     if (rc)
         return rc;
-    int ph = m && m->kind == QES_REC_PHASOR;
-    if (!m || !m->measure || (!ph && m->kind != QES_REC_SCALAR) ||
-        (ph ? m->s.n_budget : m->v.n_budget) > QES_BUDGET_MAX) {
-        snprintf(r->errmsg, sizeof r->errmsg,
-                 "%s: summary record without a measure, of unknown kind, or with more than %d "
-                 "budget terms",
-                 r->target, QES_BUDGET_MAX);
-        return QES_EINVAL;
-    }
+    if ((rc = qes__rec_summary_valid(r, m)))
+        return rc;
+    int ph = m->kind == QES_REC_PHASOR;
     if (m->seq > INT64_MAX || (ph ? m->s.n : m->v.n) > INT64_MAX || m->n_excluded > INT64_MAX)
         return too_big(s, "summary");
     char flags[256];
     qes_flags_json(m->flags, flags, sizeof flags);
-    char *budget;
-    if (ph) {
-        budget = qes_budget_json(&m->s);
-    } else {
-        /* qes_budget_json() reads only the budget of a phasor summary. */
-        struct qes_phasor_summary tmp = {.n_budget = m->v.n_budget};
-        memcpy(tmp.budget, m->v.budget, m->v.n_budget * sizeof tmp.budget[0]);
-        memcpy(tmp.typeA_rule, m->v.typeA_rule, sizeof tmp.typeA_rule);
-        budget = qes_budget_json(&tmp);
-    }
+    char *budget = qes__summary_budget_json(m);
     if (!budget) {
         snprintf(r->errmsg, sizeof r->errmsg, "%s: out of memory", r->target);
         return QES_ENOMEM;

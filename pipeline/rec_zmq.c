@@ -189,15 +189,8 @@ static int zmq_summary(struct qes_recorder *r, const struct qes_run_rec *run,
     int rc = qes__rec_check_order(r, z->closed, z->have_run, z->run_id, run, "summary");
     if (rc)
         return rc;
-    int ph = s && s->kind == QES_REC_PHASOR;
-    if (!s || !s->measure || (!ph && s->kind != QES_REC_SCALAR) ||
-        (ph ? s->s.n_budget : s->v.n_budget) > QES_BUDGET_MAX) {
-        snprintf(r->errmsg, sizeof r->errmsg,
-                 "%s: summary record without a measure, of unknown kind, or with more than %d "
-                 "budget terms",
-                 r->target, QES_BUDGET_MAX);
-        return QES_EINVAL;
-    }
+    if ((rc = qes__rec_summary_valid(r, s)))
+        return rc;
     return zmq_record(z, ZK_SUMMARY, run, s);
 }
 

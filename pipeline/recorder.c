@@ -150,3 +150,17 @@ size_t qes__utf8_len(const unsigned char *p, const unsigned char *end)
             return 0;
     return n;
 }
+
+int qes__rec_summary_valid(struct qes_recorder *r, const struct qes_summary_rec *s)
+{
+    int ph = s && s->kind == QES_REC_PHASOR;
+    if (!s || !s->measure || (!ph && s->kind != QES_REC_SCALAR) ||
+        (ph ? s->s.n_budget : s->v.n_budget) > QES_BUDGET_MAX) {
+        snprintf(r->errmsg, sizeof r->errmsg,
+                 "%s: summary record without a measure, of unknown kind, or with more than %d "
+                 "budget terms",
+                 r->target, QES_BUDGET_MAX);
+        return QES_EINVAL;
+    }
+    return 0;
+}
