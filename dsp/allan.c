@@ -761,10 +761,31 @@ int qes_allan_compute(enum qes_allan_kind kind, enum qes_allan_data type, const 
 /* ------------------------------------------------------------------------ */
 /* Uncertainty of the mean                                                   */
 
+double qes_horizon_factor2(double octaves, int mu)
+{
+    if (!(octaves > 0.0))
+        return 1.0;
+    double f;
+    if (mu == 0) {
+        f = 1.0 + 0.5 * octaves;
+    } else {
+        const double g = exp2(octaves * mu);
+        f = (g - 1.0) / (2.0 * (exp2((double)mu) - 1.0)) + g;
+    }
+    return f > 1.0 ? f : 1.0;
+}
+
 int qes_mean_uncertainty(const double *y, size_t n, double tau0_s, double *work,
                          struct qes_mean_unc *out)
 {
-    if (!y || !work || !out || n < 8 || !(tau0_s > 0.0) || !isfinite(tau0_s))
+    return qes_mean_uncertainty_h(y, n, tau0_s, 0.0, work, out);
+}
+
+int qes_mean_uncertainty_h(const double *y, size_t n, double tau0_s, double horizon_s, double *work,
+                           struct qes_mean_unc *out)
+{
+    if (!y || !work || !out || n < 8 || !(tau0_s > 0.0) || !isfinite(tau0_s) ||
+        !(horizon_s >= 0.0) || !isfinite(horizon_s))
         return QES_EINVAL;
     memset(out, 0, sizeof *out);
     out->n = n;
@@ -803,6 +824,11 @@ int qes_mean_uncertainty(const double *y, size_t n, double tau0_s, double *work,
     out->slope = 0.5 * mu;
     out->u_allan = out->oadev_L * pow((double)n / (double)mL, out->slope);
     out->dof_allan = qes_allan_edf(QES_ALLAN_OADEV, alpha, mL, n + 1);
+    const double T = (double)n * tau0_s;
+    out->horizon_s = horizon_s;
+    out->octaves = horizon_s > T ? log2(horizon_s / T) : 0.0;
+    out->horizon_factor = sqrt(qes_horizon_factor2(out->octaves, mu));
+    out->u_allan *= out->horizon_factor;
 
     if (out->u_allan > out->u_white) {
         out->u = out->u_allan;
@@ -812,10 +838,17 @@ int qes_mean_uncertainty(const double *y, size_t n, double tau0_s, double *work,
         out->dof = out->dof_white;
     }
     static const char *const names[] = {"RWFM", "FFM", "WFM", "FPM", "WPM"};
-    snprintf(out->rule, sizeof out->rule,
-             "Allan: OADEV(%zu tau0) x (n/m)^%.1f, noise %s (alpha %d, %s at m=%zu), EDF %.1f; "
-             "u = max(s/sqrt(n), Allan)",
-             mL, out->slope, names[alpha + 2], alpha,
-             out->noise.method == QES_NOISE_ACF ? "lag-1 ACF" : "B1", mid, out->dof_allan);
+    int len =
+            snprintf(out->rule, sizeof out->rule,
+                     "Allan: OADEV(%zu tau0) x (n/m)^%.1f, noise %s (alpha %d, %s at m=%zu), "
+                     "EDF %.1f",
+                     mL, out->slope, names[alpha + 2], alpha,
+                     out->noise.method == QES_NOISE_ACF ? "lag-1 ACF" : "B1", mid, out->dof_allan);
+    if (len > 0 && (size_t)len < sizeof out->rule && out->octaves > 0.0)
+        len += snprintf(out->rule + len, sizeof out->rule - (size_t)len,
+                        "; horizon %.6g s, %.2f octaves past the run: x %.3f", horizon_s,
+                        out->octaves, out->horizon_factor);
+    if (len > 0 && (size_t)len < sizeof out->rule)
+        snprintf(out->rule + len, sizeof out->rule - (size_t)len, "; u = max(s/sqrt(n), Allan)");
     return 0;
 }

@@ -238,6 +238,10 @@ struct qes_mean_unc {
     size_t m_L;       /* averaging factor where OADEV was taken */
     double oadev_L;   /* OADEV(m_L tau0) */
     double slope;     /* mu/2 used to extrapolate from m_L to n: OADEV ~ tau^slope */
+    /* (b') horizon: u_allan includes the factor below (1 when horizon_s <= T) */
+    double horizon_s;      /* as given (0 = the run itself) */
+    double octaves;        /* K = log2(horizon_s / T), 0 when horizon_s <= T */
+    double horizon_factor; /* sqrt(F(K, mu)) >= 1 */
     /* (c) noise */
     struct qes_noise_id noise; /* identified at m_id */
     size_t m_id;
@@ -289,5 +293,41 @@ struct qes_mean_unc {
  */
 int qes_mean_uncertainty(const double *y, size_t n, double tau0_s, double *work,
                          struct qes_mean_unc *out);
+
+/*
+ * The same, for a value claimed to hold over a horizon longer than the run.
+ *
+ * Under flicker noise a run cannot see the wander slower than itself: the
+ * Allan deviation at the run's length T is the scatter of adjacent runs,
+ * not of a run around the value the source keeps over a longer time.  The
+ * horizon H (horizon_s, e.g. the interval over which a Zener's value is
+ * used, or the longest correlation time of the noise) states that time.
+ * Let ybar_t be the mean over t.  Telescoping in octaves (a Haar
+ * decomposition),
+ *     ybar_T - mu = sum_{j=0}^{K-1} (ybar_{2^j T} - ybar_{2^{j+1} T})
+ *                   + (ybar_{2^K T} - mu),       2^K T = H,
+ * each difference of a 2^j T average from the 2^{j+1} T average holding it
+ * is half the difference of two adjacent 2^j T averages, so its variance is
+ * AVAR(2^j T) / 2; beyond H the noise is taken to average out like white
+ * noise, so the last term has variance AVAR(H).  With the differences
+ * uncorrelated (exact for white FM; for flicker FM the Haar coefficients of
+ * different scales are nearly so) and AVAR(tau) = AVAR(T) (tau / T)^mu
+ * along the identified noise type,
+ *     u^2 = AVAR(T) F(K, mu),
+ *     F = (2^{K mu} - 1) / (2 (2^mu - 1)) + 2^{K mu}     (mu != 0),
+ *     F = 1 + K / 2                                       (mu = 0, flicker FM),
+ * with K = log2(H / T) (a real number), and F taken as at least 1.  For
+ * white FM F = 1 exactly, whatever H: the horizon changes nothing where
+ * the mean converges.  For flicker FM each octave between the run and the
+ * horizon adds half an Allan variance.  For random walk FM F grows as
+ * 1.5 2^K: a value does not hold over a horizon much longer than the run.
+ * horizon_s <= T (0 included) gives qes_mean_uncertainty's result.
+ * horizon_s must be finite and >= 0 (QES_EINVAL otherwise).
+ */
+int qes_mean_uncertainty_h(const double *y, size_t n, double tau0_s, double horizon_s, double *work,
+                           struct qes_mean_unc *out);
+
+/* F(K, mu) above, for tests and documentation. */
+double qes_horizon_factor2(double octaves, int mu);
 
 #endif

@@ -121,6 +121,12 @@ const struct qes_option qes_options[] = {
          "shape of the Kaiser window"},
         {QES_SEC_MEASURE, "coverage", QES_OPT_DOUBLE, MS(coverage), "1", 0.5, 0.9999, "0.95", NULL,
          "coverage probability of the expanded uncertainty U = k u"},
+        {QES_SEC_MEASURE, "typeA_horizon_s", QES_OPT_DOUBLE, MS(typeA_horizon_s), "s", 0, 1e12, "0",
+         NULL,
+         "time over which the value is claimed to hold (e.g. the interval a reference's value "
+         "is used for); when the block results are not white, each octave between the run's "
+         "length and this horizon adds Allan variance to Type A (flicker: half an AVAR per "
+         "octave; dsp/allan.h); 0 = the run itself. White noise is not affected"},
         {QES_SEC_MEASURE, "include_flagged", QES_OPT_BOOL, MS(include_flagged), "", 0, 0, "false",
          NULL,
          "include blocks flagged clip or quality in the summary (gap and partial blocks have "

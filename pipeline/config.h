@@ -112,6 +112,7 @@ struct qes_cfg_measure {
     char window[16];
     double kaiser_beta;
     double coverage;
+    double typeA_horizon_s; /* 0 = the run; see qes_mean_uncertainty_h */
     int include_flagged;
     /* quality figures */
     int quality;

@@ -1361,20 +1361,22 @@ static int scalar_summary(struct rt *rt, struct meas *m, int final)
  * OADEV extrapolated to the run's averaging time) finds them not white, the
  * larger Allan-based uncertainty with its EDF replaces it, the summary is
  * flagged `nonwhite`, and the rule with its numbers goes into the budget.
+ * With [measure] typeA_horizon_s longer than the run, the Allan-based term
+ * also covers the octaves between the run and that horizon
+ * (qes_mean_uncertainty_h).
  * tau0 is the mean duration of the included results.  Fewer than 16 results
  * cannot tell the noise type: the white rule stays.
  */
 #define TYPEA_MIN_N 16
 
-static int nonwhite_u(struct rt *rt, const double *v, size_t n, double tau0,
+static int nonwhite_u(const struct meas *m, const double *v, size_t n, double tau0,
                       struct qes_mean_unc *mu)
 {
     double *work = malloc(qes_allan_work_len(n) * sizeof *work);
     if (!work)
         return QES_ENOMEM;
-    int rc = qes_mean_uncertainty(v, n, tau0, work, mu);
+    int rc = qes_mean_uncertainty_h(v, n, tau0, m->cfg->typeA_horizon_s, work, mu);
     free(work);
-    (void)rt;
     return rc;
 }
 
@@ -1382,6 +1384,7 @@ static int typeA_phasor(struct rt *rt, struct meas *m, size_t k, struct qes_summ
 {
     struct qes_phasor_summary *p = &s->s;
     size_t n = m->sx[k].n;
+    (void)rt;
     if (n < TYPEA_MIN_N || !(p->r > 0))
         return 0;
     double tau0 = m->tau0_sum / (double)n;
@@ -1396,13 +1399,13 @@ static int typeA_phasor(struct rt *rt, struct meas *m, size_t k, struct qes_summ
         across[i] = m->sy[k].v[i] * cx - m->sx[k].v[i] * cy;
     }
     struct qes_mean_unc ua, uc, ux, uy;
-    int rc = nonwhite_u(rt, along, n, tau0, &ua);
+    int rc = nonwhite_u(m, along, n, tau0, &ua);
     if (!rc)
-        rc = nonwhite_u(rt, across, n, tau0, &uc);
+        rc = nonwhite_u(m, across, n, tau0, &uc);
     if (!rc)
-        rc = nonwhite_u(rt, m->sx[k].v, n, tau0, &ux);
+        rc = nonwhite_u(m, m->sx[k].v, n, tau0, &ux);
     if (!rc)
-        rc = nonwhite_u(rt, m->sy[k].v, n, tau0, &uy);
+        rc = nonwhite_u(m, m->sy[k].v, n, tau0, &uy);
     free(along);
     if (rc == QES_ERANGE)
         return 0; /* a constant series: nothing to analyse */
@@ -1430,10 +1433,11 @@ static int typeA_scalar(struct rt *rt, struct meas *m, struct qes_summary_rec *s
 {
     struct qes_scalar_summary *v = &s->v;
     size_t n = m->sx[0].n;
+    (void)rt;
     if (n < TYPEA_MIN_N)
         return 0;
     struct qes_mean_unc mu;
-    int rc = nonwhite_u(rt, m->sx[0].v, n, m->tau0_sum / (double)n, &mu);
+    int rc = nonwhite_u(m, m->sx[0].v, n, m->tau0_sum / (double)n, &mu);
     if (rc == QES_ERANGE)
         return 0;
     if (rc)

@@ -787,3 +787,65 @@ Test(allan, mean_uncertainty_flicker)
     free(y);
     free(w);
 }
+
+/*
+ * The horizon factor F(K, mu) of qes_mean_uncertainty_h, against its closed
+ * forms: white FM sums to exactly 1 at every K (1 - 2^-K from the octaves
+ * plus 2^-K beyond the horizon), flicker FM adds K / 2, random walk FM gives
+ * (2^K - 1) / 2 + 2^K; white PM would fall below 1 and is held at 1.  The
+ * forms are evaluated with exp2, so the only error is rounding: 1e-14
+ * relative is ~50 ulp.
+ */
+Test(allan, horizon_factor)
+{
+    for (int k = 0; k <= 20; k++) {
+        const double K = 0.5 * k;
+        cr_assert(rel(qes_horizon_factor2(K, -1), 1.0) < 1e-14, "WFM K=%g: %.17g", K,
+                  qes_horizon_factor2(K, -1));
+        cr_assert(rel(qes_horizon_factor2(K, 0), 1.0 + K / 2) < 1e-14);
+        cr_assert(rel(qes_horizon_factor2(K, 1), (exp2(K) - 1) / 2 + exp2(K)) < 1e-14);
+        cr_assert_eq(qes_horizon_factor2(K, -2), 1.0);
+    }
+    cr_assert_eq(qes_horizon_factor2(-3.0, 0), 1.0);
+    cr_assert_eq(qes_horizon_factor2(NAN, 0), 1.0);
+}
+
+/*
+ * The horizon on a flicker series multiplies the Allan-based u by exactly
+ * sqrt(F) and leaves everything else alone; a horizon not longer than the
+ * run (0 included) gives the plain result bit for bit; bad horizons are
+ * refused.  (Whether sqrt(F) AVAR(T) is the right size is the coverage
+ * test's business: tests/integration/test_coverage.c.)
+ */
+Test(allan, mean_uncertainty_horizon)
+{
+    const size_t n = 4096;
+    const double tau0 = 30.0, T = tau0 * (double)n;
+    double *y = malloc(n * sizeof *y), *w = malloc(qes_allan_work_len(n) * sizeof *w);
+    cr_assert(y && w);
+    struct rng r;
+    rng_seed(&r, 4242);
+    kasdin(&r, 1.0, y, n);
+    struct qes_mean_unc u0, u1, uh;
+    cr_assert_eq(qes_mean_uncertainty(y, n, tau0, w, &u0), 0);
+    cr_assert_eq(qes_mean_uncertainty_h(y, n, tau0, T, w, &u1), 0);
+    cr_assert_eq(u1.u, u0.u);
+    cr_assert_eq(u1.octaves, 0.0);
+    cr_assert_eq(u1.horizon_factor, 1.0);
+    cr_assert_str_eq(u1.rule, u0.rule);
+    cr_assert_eq(qes_mean_uncertainty_h(y, n, tau0, 256.0 * T, w, &uh), 0);
+    cr_assert_eq(uh.alpha, u0.alpha);
+    cr_assert_eq(uh.octaves, 8.0);
+    const int mu = uh.alpha == -1 ? 0 : 1;
+    cr_assert_eq(uh.horizon_factor, sqrt(qes_horizon_factor2(8.0, mu)));
+    cr_assert(rel(uh.u_allan, u0.u_allan * uh.horizon_factor) < 1e-15);
+    cr_assert_eq(uh.u, uh.u_allan);
+    cr_assert_eq(uh.dof, u0.dof);
+    cr_assert(strstr(uh.rule, "horizon") != NULL, "rule: %s", uh.rule);
+    cr_assert(strstr(uh.rule, "u = max") != NULL, "rule cut short: %s", uh.rule);
+    cr_log_info("flicker, horizon 256 T: x%.3f; %s", uh.horizon_factor, uh.rule);
+    cr_assert_eq(qes_mean_uncertainty_h(y, n, tau0, -1.0, w, &uh), QES_EINVAL);
+    cr_assert_eq(qes_mean_uncertainty_h(y, n, tau0, INFINITY, w, &uh), QES_EINVAL);
+    free(y);
+    free(w);
+}

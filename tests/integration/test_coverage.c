@@ -67,8 +67,17 @@
  *    40 %: > 6 binomial sd above that at R = 500.
  *  - Flags: the rule must flag >= 95 % of the flicker runs (measured 99.0 %
  *    of 10000; at 95 % the bound is > 10 binomial sd below).
- *  The coverage of the ensemble mean (1 V) by run A is printed for both, for
- *  information (measured: Allan-based 74.8 %, naive 11.9 %).
+ *  The coverage of the ensemble mean (1 V) by run A without a horizon is
+ *  printed for both, for information (measured: Allan-based 74.6 %, naive
+ *  11.6 %).
+ *  - Horizon: the ensemble mean is the value the source holds over any time
+ *    longer than its slowest wander (4^13 samples, 6711 s here).  Told that
+ *    horizon ([measure] typeA_horizon_s), the rule adds half an Allan
+ *    variance per octave between the run (12.8 s) and the horizon (9.0
+ *    octaves: u x 2.35, dsp/allan.h qes_mean_uncertainty_h), which is the
+ *    ~2.3x the run mean scatters by.  Run A again with the horizon must cover
+ *    1 V in >= 90 % of runs (issue 4), and not above 99 % (see the
+ *    assertion).  Measured: 96.6 %, mean ((r - 1 V) / u)^2 = 0.97.
  *
  * R = 500 runs (white) and 500 pairs (flicker), 1.9e8 simulated samples:
  * ~8 s on the 2-core test machine, ~18 s under -DQES_SANITIZE=ON, so no
@@ -399,14 +408,24 @@ Test(coverage, white_noise)
 /* ---- flicker noise ------------------------------------------------------------------------- */
 
 #define FLICKER_RMS 2e-3
+/* The simulator's slowest flicker section has time constant 4^13 samples (hw/source_sim.c);
+ * below 1 / (2 pi 4^13) fs its wander is white, so the value the source holds over any
+ * horizon longer than that is its ensemble mean. */
+#define HORIZON_S (67108864.0 / FS_HZ)
 
 Test(coverage, flicker_noise)
 {
     const unsigned R = N_RUNS;
     struct qes_config *cfg = load_cfg();
+    /* the same measurement, its value claimed over the horizon of the simulated wander */
+    struct qes_config *cfg_h = load_cfg();
+    char err[256], set[128];
+    snprintf(set, sizeof set, "measure.ac.typeA_horizon_s=%.17g", HORIZON_S);
+    cr_assert_eq(qes_config_set(cfg_h, set, err, sizeof err), 0, "%s", err);
     const double t0 = now_s();
     unsigned en_allan = 0, en_naive = 0, ens_allan = 0, ens_naive = 0, flagged = 0;
-    double k_sum = 0;
+    unsigned ens_h = 0;
+    double k_sum = 0, z2_h = 0;
     for (unsigned i = 0; i < R; i++) {
         /* two adjacent runs A, B of one continuous source */
         struct qes_source *sim = make_sim(cfg, 5000 + i, FLICKER_RMS, 2 * RUN_SAMPLES);
@@ -421,6 +440,13 @@ Test(coverage, flicker_noise)
             k_sum += res[k].k;
         }
         qes_source_destroy(sim);
+        /* run A again (same seed: the same samples), with the horizon */
+        sim = make_sim(cfg, 5000 + i, FLICKER_RMS, RUN_SAMPLES);
+        const struct result rh = run_once(cfg_h, sim);
+        qes_source_destroy(sim);
+        cr_assert(rh.r == res[0].r, "pair %u: the horizon changed the value", i);
+        ens_h += fabs(rh.r - RMS_TRUE) <= rh.U_r;
+        z2_h += pow((rh.r - RMS_TRUE) / (rh.U_r / rh.k), 2);
         const double d = fabs(res[0].r - res[1].r);
         en_allan += d <= hypot(res[0].U_r, res[1].U_r);
         en_naive += d <= hypot(res[0].U_naive, res[1].U_naive);
@@ -433,10 +459,22 @@ Test(coverage, flicker_noise)
            "%.1f s\n",
            R, 100.0 * en_allan / R, 100.0 * en_naive / R, flagged, 2 * R, k_sum / (2 * R),
            100.0 * ens_allan / R, 100.0 * ens_naive / R, now_s() - t0);
+    printf("coverage flicker, horizon %.6g s (the simulated wander's longest time constant): "
+           "ensemble mean (1 V) covered by run A in %.1f %% (naive %.1f %%); "
+           "mean of ((r - 1 V) / u)^2 = %.2f\n",
+           HORIZON_S, 100.0 * ens_h / R, 100.0 * ens_naive / R, z2_h / R);
     cr_assert_geq(en_allan, 0.90 * R, "Allan-based coverage %.3f < 0.90", (double)en_allan / R);
     cr_assert_leq(en_naive, 0.40 * R, "naive coverage %.3f > 0.40: the flicker does not show",
                   (double)en_naive / R);
     cr_assert_geq(flagged, 0.95 * 2 * R, "only %u of %u flicker runs flagged nonwhite", flagged,
                   2 * R);
+    cr_assert_geq(ens_h, 0.90 * R, "horizon coverage of the ensemble mean %.3f < 0.90",
+                  (double)ens_h / R);
+    /* and not by overstating: with the horizon term right and k ~ 2.4 (EDF ~6) the coverage
+     * is ~96 %; a term 1.5x too large would cover ~99.9 %.  99 % is 3.4 binomial sd above
+     * 96 % at R = 500. */
+    cr_assert_leq(ens_h, 0.99 * R, "horizon coverage %.3f > 0.99: the horizon term is too large",
+                  (double)ens_h / R);
+    free(cfg_h);
     free(cfg);
 }
