@@ -4,7 +4,8 @@
 set -eu
 PKGS="cmake make gcc pkg-config libfftw3-dev libliquid-dev libsqlite3-dev libjansson-dev \
 libinih-dev libssl-dev libcriterion-dev sqlite3 python3-jsonschema clang-format \
-libpq-dev postgresql libzmq3-dev fiu-utils libfiu-dev"
+libpq-dev postgresql libzmq3-dev fiu-utils libfiu-dev \
+libiio-dev libiio-utils iiod e2fsprogs util-linux"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
