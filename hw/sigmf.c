@@ -482,6 +482,43 @@ static int parse_captures(struct qes_sigmf_reader *r, const json_t *caps, char *
     return 0;
 }
 
+/* The qes extension keys of the global object (after the captures: the
+ * loss before the first sample cannot exceed the run samples before it). */
+static int parse_qes(struct qes_sigmf_reader *r, const json_t *global, char *err, size_t errlen)
+{
+    struct qes_sigmf_info *in = &r->info;
+    const char *mp = in->meta_path;
+    const json_t *v = json_object_get(global, "qes:run_id");
+    if (v) {
+        if (!json_is_string(v))
+            return seterr(err, errlen, QES_EFORMAT, "%s: global.qes:run_id: must be a string", mp);
+        in->run_id = json_string_value(v);
+    }
+    v = json_object_get(global, "qes:part");
+    if (v && (json_to_u64(v, &in->part) || in->part < 1))
+        return seterr(err, errlen, QES_EFORMAT, "%s: global.qes:part: must be an integer >= 1", mp);
+    v = json_object_get(global, "qes:lost_before_first");
+    if (v) {
+        uint64_t lost;
+        if (json_to_u64(v, &lost))
+            return seterr(err, errlen, QES_EFORMAT,
+                          "%s: global.qes:lost_before_first: must be an integer >= 0", mp);
+        /* Run index of the file's first sample (data may precede captures[0]). */
+        const struct qes_sigmf_capture *c0 = &in->captures[0];
+        uint64_t first =
+                c0->global_index >= c0->sample_start ? c0->global_index - c0->sample_start : 0;
+        if (lost > first)
+            return seterr(err, errlen, QES_EFORMAT,
+                          "%s: global.qes:lost_before_first: %llu samples lost before the "
+                          "file's first sample, which is at run index %llu "
+                          "(captures[0].core:global_index)",
+                          mp, (unsigned long long)lost, (unsigned long long)first);
+        in->has_lost_before_first = 1;
+        in->lost_before_first = lost;
+    }
+    return 0;
+}
+
 int qes_sigmf_open(const char *meta_path, int verify, struct qes_sigmf_reader **out, char *err,
                    size_t errlen)
 {
@@ -581,6 +618,9 @@ int qes_sigmf_open(const char *meta_path, int verify, struct qes_sigmf_reader **
     in->n_frames = in->data_bytes / r->frame_bytes;
 
     rc = parse_captures(r, caps, err, errlen);
+    if (rc)
+        goto fail;
+    rc = parse_qes(r, global, err, errlen);
     if (rc)
         goto fail;
 
@@ -828,6 +868,24 @@ static void writer_free(struct qes_sigmf_writer *w)
     free(w);
 }
 
+/* One member of the extra global object; what names the source in messages
+ * ("extra_global_json", "set_extra"). */
+static int check_extra_key(const char *key, const json_t *val, const char *path,
+                           int has_description, const char *what, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < sizeof qes__writer_keys / sizeof qes__writer_keys[0]; i++)
+        if (strcmp(key, qes__writer_keys[i]) == 0)
+            return seterr(err, errlen, QES_EINVAL, "%s: %s: \"%s\" is written by the writer itself",
+                          path, what, key);
+    if (strcmp(key, "core:description") == 0 && has_description)
+        return seterr(err, errlen, QES_EINVAL,
+                      "%s: %s: \"core:description\" given twice (also in the desc)", path, what);
+    if (strcmp(key, "core:extensions") == 0 && !json_is_array(val))
+        return seterr(err, errlen, QES_EINVAL, "%s: %s: \"core:extensions\" must be an array", path,
+                      what);
+    return 0;
+}
+
 static int check_extra(json_t *extra, const struct qes_sigmf_writer_desc *d, char *err,
                        size_t errlen)
 {
@@ -835,19 +893,10 @@ static int check_extra(json_t *extra, const struct qes_sigmf_writer_desc *d, cha
     json_t *val;
     json_object_foreach(extra, key, val)
     {
-        for (size_t i = 0; i < sizeof qes__writer_keys / sizeof qes__writer_keys[0]; i++)
-            if (strcmp(key, qes__writer_keys[i]) == 0)
-                return seterr(err, errlen, QES_EINVAL,
-                              "%s: extra_global_json: \"%s\" is written by the writer itself",
-                              d->path, key);
-        if (strcmp(key, "core:description") == 0 && d->description)
-            return seterr(
-                    err, errlen, QES_EINVAL,
-                    "%s: extra_global_json: \"core:description\" given twice (also in the desc)",
-                    d->path);
-        if (strcmp(key, "core:extensions") == 0 && !json_is_array(val))
-            return seterr(err, errlen, QES_EINVAL,
-                          "%s: extra_global_json: \"core:extensions\" must be an array", d->path);
+        int rc = check_extra_key(key, val, d->path, d->description != NULL, "extra_global_json",
+                                 err, errlen);
+        if (rc)
+            return rc;
     }
     return 0;
 }
@@ -942,6 +991,38 @@ int qes_sigmf_writer_create(const struct qes_sigmf_writer_desc *d, struct qes_si
 fail:
     writer_free(w);
     return rc;
+}
+
+int qes_sigmf_writer_set_extra(struct qes_sigmf_writer *w, const char *key, const char *value_json)
+{
+    if (!w)
+        return QES_EINVAL;
+    if (w->failed)
+        return w->failed;
+    if (!key || !key[0] || !value_json)
+        return seterr(w->errmsg, sizeof w->errmsg, QES_EINVAL,
+                      "%s: set_extra: NULL or empty key, or NULL value", w->meta_path);
+    json_error_t jerr;
+    json_t *v = json_loads(value_json, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+    if (!v)
+        return seterr(w->errmsg, sizeof w->errmsg, QES_EINVAL,
+                      "%s: set_extra \"%s\": line %d, column %d: %s", w->meta_path, key, jerr.line,
+                      jerr.column, jerr.text);
+    int rc = check_extra_key(key, v, w->meta_path, w->description != NULL, "set_extra", w->errmsg,
+                             sizeof w->errmsg);
+    if (rc) {
+        json_decref(v);
+        return rc;
+    }
+    if (!w->extra && !(w->extra = json_object())) {
+        json_decref(v);
+        return seterr(w->errmsg, sizeof w->errmsg, QES_ENOMEM, "%s: out of memory", w->meta_path);
+    }
+    /* jansson refuses a key that is not UTF-8 (and steals v either way). */
+    if (json_object_set_new(w->extra, key, v) != 0)
+        return seterr(w->errmsg, sizeof w->errmsg, QES_EINVAL,
+                      "%s: set_extra: key is not valid UTF-8 (or out of memory)", w->meta_path);
+    return 0;
 }
 
 const char *qes_sigmf_writer_errmsg(const struct qes_sigmf_writer *w)

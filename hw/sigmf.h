@@ -58,13 +58,21 @@ struct qes_sigmf_info {
     char sha512[129];                         /* lowercase hex, "" when absent */
     int sha512_verified;                      /* 1 when checked against the data */
     const json_t *meta;                       /* the whole parsed metadata (borrowed) */
+    /* qes extension keys of the global object, checked by the reader: */
+    const char *run_id;         /* qes:run_id (a string, borrowed), NULL when absent */
+    uint64_t part;              /* qes:part (an integer >= 1), 0 when absent */
+    int has_lost_before_first;  /* qes:lost_before_first present: */
+    uint64_t lost_before_first; /* samples per channel lost just before the file's first
+                                   sample (an integer <= captures[0].global_index) */
 };
 
 struct qes_sigmf_reader;
 
 /*
  * Open a capture by its `.sigmf-meta` path (or base name without extension).
- * When verify is nonzero and `core:sha512` is present, the data file is hashed
+ * The qes extension keys qes:run_id, qes:part and qes:lost_before_first are
+ * optional; when present their type and range are checked like the core
+ * fields.  When verify is nonzero and `core:sha512` is present, the data file is hashed
  * first and a mismatch is QES_EHASH.  On error *out is NULL and err (errlen
  * bytes, may be NULL) holds a message naming the file and field.
  * Returns 0, QES_ENOENT, QES_EFORMAT, QES_EUNSUPPORTED, QES_EHASH, QES_EIO, QES_ENOMEM.
@@ -122,9 +130,24 @@ int qes_sigmf_writer_create(const struct qes_sigmf_writer_desc *desc, struct qes
 int qes_sigmf_writer_write(struct qes_sigmf_writer *w, const double *frames, size_t n_frames);
 
 /* Start a new capture segment at the current data position, after a gap:
- * global_index is the run's sample index of the next frame. */
+ * global_index is the run's sample index of the next frame.  A capture that
+ * has no frame yet is replaced, so a call before the first frame sets the
+ * first capture (e.g. a file that continues a run at global_index > 0, or a
+ * datetime known only when the first frame arrives).  Returns 0,
+ * QES_EINVAL (global_index behind the previous capture's end), QES_ERANGE
+ * (above 2^63 - 1) or QES_ENOMEM. */
 int qes_sigmf_writer_new_capture(struct qes_sigmf_writer *w, uint64_t global_index,
                                  int64_t datetime_ns);
+
+/*
+ * Add (or replace) one member of the global object after creation, for
+ * values known only once samples arrive (e.g. "qes:lost_before_first").
+ * value_json is JSON text of any type.  The rules of extra_global_json apply
+ * (keys the writer owns are refused, a qes: key declares the extension).
+ * Returns 0, QES_EINVAL (bad key or JSON; message in errmsg) or QES_ENOMEM;
+ * after a failed write, that error.
+ */
+int qes_sigmf_writer_set_extra(struct qes_sigmf_writer *w, const char *key, const char *value_json);
 
 const char *qes_sigmf_writer_errmsg(const struct qes_sigmf_writer *w);
 

@@ -24,6 +24,8 @@ struct qes_frame {
     int64_t device_time_ns; /* device timestamp, if has_device_time */
     int has_device_time;
     uint64_t lost_before; /* samples per channel lost just before this frame */
+    int64_t arrival_ns;   /* CLOCK_MONOTONIC when the frame's last sample reached the host
+                             (live sources); 0 = not live (replay, simulation) */
 };
 
 struct qes_source;
