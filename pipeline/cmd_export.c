@@ -16,6 +16,12 @@
  *  - NaN and infinity are both NULL; both are written as null (JSON) or an
  *    empty cell (CSV), so this loses nothing in the text.
  *
+ * How a run ended (the run_end record, after its summaries; in CSV, comment
+ * lines after the rows) comes from the runs table's run end columns.  A
+ * database recorded by a qes without them, or a run of it that such a qes
+ * recorded (t_end NULL), or a run that did not close (status NULL), is
+ * exported without it, as the sinks of that qes wrote it.
+ *
  * Order: runs in the order they were recorded, then the run's blocks, then
  * its summaries, each in the order the sink received them (rowid).  That is
  * the order the jsonl/csv sinks wrote for a replay: for one measurement,
@@ -34,6 +40,7 @@
 
 #include "common/err.h"
 #include "common/utctime.h"
+#include "pipeline/rec_int.h"
 #include "pipeline/record.h"
 
 #include <errno.h>
@@ -68,7 +75,8 @@ const char *const qes_usage_export =
         "  -o FILE       write to FILE (replaced); - or no -o: standard output\n"
         "\n"
         "Order: runs as recorded; in each run its run record, its blocks as recorded\n"
-        "(seq, then harmonic, for one measurement), then its summaries.  A replay\n"
+        "(seq, then harmonic, for one measurement), then its summaries, then how it\n"
+        "ended (run_end; in CSV, '#' comment lines after the rows).  A replay\n"
         "recorded with -o x.db -o x.jsonl exports (--to jsonl) to a copy of x.jsonl,\n"
         "and with -o x.csv (--to csv) to a copy of x.csv.  Not in the database, so not\n"
         "exported: the Monte Carlo check of summaries (replay --mc), and the periodic\n"
@@ -224,9 +232,20 @@ static const char runs_sql[] =
         "SELECT id, command, version, build, config_sha256, config, input, t_start,"
         " sample_rate_hz, status FROM runs ORDER BY rowid";
 
+/* With the run end columns (when runs has them). */
+static const char runs_end_sql[] =
+        "SELECT id, command, version, build, config_sha256, config, input, t_start,"
+        " sample_rate_hz, status, samples, lost, gaps, reconnects, frames_dropped, latency_n,"
+        " latency_p50_us, latency_p99_us, latency_max_us, seconds, t_end FROM runs"
+        " ORDER BY rowid";
+
 struct run_row {
     char *id, *command, *version, *build, *sha, *config, *input, *t_start;
     double sample_rate_hz;
+    int has_end;           /* the run end below is recorded (status and t_end set) */
+    char *t_end;           /* its UTC text */
+    const char *null_what; /* a run end count that is NULL, for the message */
+    struct qes_run_end end;
 };
 
 struct runs {
@@ -246,6 +265,7 @@ static void runs_free(struct runs *rs)
         free(r->config);
         free(r->input);
         free(r->t_start);
+        free(r->t_end);
     }
     free(rs->v);
     rs->v = NULL;
@@ -280,11 +300,59 @@ static uint64_t col_u64(sqlite3_stmt *st, int i)
     return v < 0 ? 0 : (uint64_t)v;
 }
 
+/* Does runs have the run end columns (t_end, the last of them)?  *yes; -1,
+ * else the exit status (message written). */
+static int runs_have_end(struct db *d, int *yes)
+{
+    sqlite3_stmt *st;
+    *yes = 0;
+    int status = db_prepare(d,
+                            "SELECT count(*) FROM pragma_table_info('runs')"
+                            " WHERE name = 't_end'",
+                            &st);
+    if (status >= 0)
+        return status;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *yes = sqlite3_column_int64(st, 0) > 0;
+    else
+        status = input_error(d->err, d->cmd, "%s: reading the columns of runs: %s", d->path,
+                             sqlite3_errmsg(d->h));
+    sqlite3_finalize(st);
+    return status;
+}
+
+/* The run end of a row of runs_end_sql (columns 9..20) into r. */
+static void run_end_from_row(sqlite3_stmt *st, struct run_row *r, int *oom)
+{
+    static const char *const count_names[] = {"samples",    "lost",           "gaps",
+                                              "reconnects", "frames_dropped", "latency_n"};
+    uint64_t *counts[] = {&r->end.samples,    &r->end.lost,           &r->end.gaps,
+                          &r->end.reconnects, &r->end.frames_dropped, &r->end.latency_n};
+    if (sqlite3_column_type(st, 9) == SQLITE_NULL || sqlite3_column_type(st, 20) == SQLITE_NULL)
+        return; /* not closed, or closed by a qes without run end columns */
+    r->has_end = 1;
+    r->end.status = sqlite3_column_int(st, 9);
+    for (int i = 0; i < 6; i++) {
+        if (sqlite3_column_type(st, 10 + i) == SQLITE_NULL && !r->null_what)
+            r->null_what = count_names[i];
+        *counts[i] = col_u64(st, 10 + i);
+    }
+    r->end.latency_p50_us = col_real(st, 16);
+    r->end.latency_p99_us = col_real(st, 17);
+    r->end.latency_max_us = col_real(st, 18);
+    r->end.seconds = col_real(st, 19);
+    r->t_end = col_dup(st, 20, oom);
+}
+
 /* Every run, in recording order; -1 on success, else the exit status. */
 static int runs_load(struct db *d, struct runs *rs)
 {
     sqlite3_stmt *st;
-    int status = db_prepare(d, runs_sql, &st);
+    int with_end;
+    int status = runs_have_end(d, &with_end);
+    if (status >= 0)
+        return status;
+    status = db_prepare(d, with_end ? runs_end_sql : runs_sql, &st);
     if (status >= 0)
         return status;
     size_t cap = 0;
@@ -311,6 +379,8 @@ static int runs_load(struct db *d, struct runs *rs)
         r->input = col_dup(st, 6, &oom);
         r->t_start = col_dup(st, 7, &oom);
         r->sample_rate_hz = col_real(st, 8);
+        if (with_end)
+            run_end_from_row(st, r, &oom);
         if (oom)
             break;
     }
@@ -711,7 +781,37 @@ static int run_from_row(const struct db *d, const struct run_row *r, struct qes_
     return -1;
 }
 
-/* The records of one run: run record, blocks, summaries. */
+/* The run end of a row that has one into *end; -1, else the exit status. */
+static int run_end_of_row(const struct db *d, const struct run_row *r, struct qes_run_end *end)
+{
+    *end = r->end;
+    if (r->null_what)
+        return input_error(d->err, d->cmd,
+                           "%s: run %s: the run end column %s is NULL (a count above 2^63 - 1 "
+                           "cannot be exported)",
+                           d->path, r->id, r->null_what);
+    if (!r->t_end || qes_utc_parse(r->t_end, &end->t_end_ns) != 0)
+        return input_error(d->err, d->cmd, "%s: run %s: t_end '%s' is not a UTC time", d->path,
+                           r->id, r->t_end ? r->t_end : "NULL");
+    return -1;
+}
+
+/* The run_end line of a JSON Lines export. */
+static int sink_run_end(const struct db *d, struct sink *k, const struct run_row *r)
+{
+    struct qes_run_end end;
+    int status = run_end_of_row(d, r, &end);
+    if (status >= 0)
+        return status;
+    errno = 0;
+    int rc = qes_run_end_json(k->out, r->id, &end);
+    if (!rc && putc('\n', k->out) == EOF)
+        rc = QES_EIO;
+    return sink_status(d, k, rc, "run_end record");
+}
+
+/* The records of one run: run record, blocks, summaries (and, in JSON Lines,
+ * the run_end record; the CSV sink writes it at close). */
 static int export_run(const struct db *d, struct sink *k, const struct run_row *r,
                       sqlite3_stmt *bst, sqlite3_stmt *sst)
 {
@@ -750,6 +850,8 @@ static int export_run(const struct db *d, struct sink *k, const struct run_row *
     if (rc != SQLITE_DONE)
         status = input_error(d->err, d->cmd, "%s: reading the summaries of run %s: %s", d->path,
                              run.id, sqlite3_errmsg(d->h));
+    else if (k->fmt == FMT_JSONL && r->has_end)
+        status = sink_run_end(d, k, r);
 out:
     sqlite3_reset(bst);
     sqlite3_reset(sst);
@@ -806,7 +908,11 @@ static int export_run_csv(const struct db *d, struct sink *k, const struct run_r
     int status = rc ? input_error(d->err, d->cmd, "%s", msg) : -1;
     if (status < 0)
         status = export_run(d, k, r, bst, sst);
-    if (status < 0 && (rc = k->csv->ops->close(k->csv, 0)) != 0)
+    struct qes_run_end end;
+    if (status < 0 && r->has_end)
+        status = run_end_of_row(d, r, &end);
+    if (status < 0 &&
+        (rc = r->has_end ? k->csv->ops->close(k->csv, &end) : qes__csv_close_without_end(k->csv)))
         status = sink_status(d, k, rc, "closing the CSV");
     qes_recorder_destroy(k->csv);
     k->csv = NULL;

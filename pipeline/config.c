@@ -36,14 +36,19 @@
  * canonical configuration and of configs/reference.ini.
  */
 const struct qes_option qes_options[] = {
-        {QES_SEC_SOURCE, "kind", QES_OPT_ENUM, SRC(kind), "", 0, 0, "sigmf", "sigmf|sim",
-         "where samples come from: a SigMF capture (replay) or the simulator"},
+        {QES_SEC_SOURCE, "kind", QES_OPT_ENUM, SRC(kind), "", 0, 0, "sigmf", "sigmf|sim|iio",
+         "where samples come from: a SigMF capture (replay), the simulator, or a live ADC/SDR "
+         "through libiio (qes run)"},
         {QES_SEC_SOURCE, "path", QES_OPT_STRING, SRC(path), "", 0, 0, "", NULL,
          "kind = sigmf: the capture's .sigmf-meta file (the replay command line sets it)"},
-        {QES_SEC_SOURCE, "sample_rate_hz", QES_OPT_DOUBLE, SRC(sample_rate_hz), "Hz", 1e-6, 1e10,
-         "100000", NULL, "kind = sim: sample rate of the simulated digitizer"},
+        {QES_SEC_SOURCE, "sample_rate_hz", QES_OPT_DOUBLE, SRC(sample_rate_hz), "Hz", 0, 1e10,
+         "100000", NULL,
+         "kind = sim: sample rate of the simulated digitizer (> 0); kind = iio: written to the "
+         "device's sampling_frequency and read back, a mismatch is an error (0 = keep the "
+         "device's rate)"},
         {QES_SEC_SOURCE, "seconds", QES_OPT_DOUBLE, SRC(seconds), "s", 0, 1e7, "10", NULL,
-         "kind = sim: length of the simulation; 0 runs until stopped (qes run only)"},
+         "kind = sim: length of the simulation; kind = iio: length of the run in samples x "
+         "rate (lost samples count); 0 runs until stopped (qes run only)"},
         {QES_SEC_SOURCE, "adc_bits", QES_OPT_UINT, SRC(adc_bits), "bit", 0, 32, "24", NULL,
          "kind = sim: ADC resolution; samples are rounded to counts of the channel gain and clipped "
          "to the signed range; 0 disables quantisation (float samples)"},
@@ -55,14 +60,38 @@ const struct qes_option qes_options[] = {
          "kind = sim: seed of the noise generator; equal seeds give equal samples"},
         {QES_SEC_SOURCE, "start_time", QES_OPT_STRING, SRC(start_time), "UTC", 0, 0, "now", NULL,
          "kind = sim: UTC time of sample 0 as YYYY-MM-DDTHH:MM:SS[.f]Z, or now"},
+        {QES_SEC_SOURCE, "uri", QES_OPT_STRING, SRC(uri), "", 0, 0, "", NULL,
+         "kind = iio: libiio context, ip:HOST[:PORT] (iiod), usb:BUS.DEV.INTF or local:; empty = "
+         "libiio's default (IIOD_REMOTE, else local)"},
+        {QES_SEC_SOURCE, "device", QES_OPT_STRING, SRC(device), "", 0, 0, "", NULL,
+         "kind = iio: the ADC, by name, id (iio:device0) or label (iio_info -u URI lists them)"},
+        {QES_SEC_SOURCE, "buffer_samples", QES_OPT_UINT, SRC(buffer_samples), "samples", 16, 1e7,
+         "4096", NULL,
+         "kind = iio: samples per channel per buffer refill; latency grows with it, overhead "
+         "shrinks"},
+        {QES_SEC_SOURCE, "kernel_buffers", QES_OPT_UINT, SRC(kernel_buffers), "", 1, 64, "4", NULL,
+         "kind = iio: buffers queued in the kernel (absorb scheduling hiccups)"},
+        {QES_SEC_SOURCE, "timeout_ms", QES_OPT_UINT, SRC(timeout_ms), "ms", 1, 600000, "2000", NULL,
+         "kind = iio: a refill that takes longer is a device loss (reconnection follows)"},
+        {QES_SEC_SOURCE, "reconnect_max_s", QES_OPT_DOUBLE, SRC(reconnect_max_s), "s", 0.01, 3600,
+         "5", NULL,
+         "kind = iio: longest wait between reconnection attempts (back-off doubles from 0.1 s)"},
+        {QES_SEC_SOURCE, "give_up_s", QES_OPT_DOUBLE, SRC(give_up_s), "s", 0, 1e7, "0", NULL,
+         "kind = iio: end the run (final summaries written, exit 2) after the device has been "
+         "away this long; 0 = keep trying until stopped"},
 
         {QES_SEC_CHANNEL, "index", QES_OPT_UINT, CH(index), "", 0, 65535, NULL, NULL,
          "channel index in the source (SigMF interleaved channel, from 0)"},
-        {QES_SEC_CHANNEL, "gain", QES_OPT_DOUBLE, CH(gain), "unit/count", -BIG, BIG, "1", NULL,
+        {QES_SEC_CHANNEL, "gain", QES_OPT_DOUBLE_AUTO, CH(gain), "unit/count", -BIG, BIG, "auto",
+         NULL,
          "value = gain * raw + offset; the ADC scale for integer samples, 1 for float captures "
-         "already in the unit"},
+         "already in the unit; auto = the device's scale attribute (kind = iio; mV per count "
+         "in IIO, so 1e-3 x scale for V), else 1"},
         {QES_SEC_CHANNEL, "offset", QES_OPT_DOUBLE, CH(offset), "unit", -BIG, BIG, "0", NULL,
          "added after the gain"},
+        {QES_SEC_CHANNEL, "iio_channel", QES_OPT_STRING, CH(iio_channel), "", 0, 0, "", NULL,
+         "kind = iio: the device channel (id or name, e.g. voltage0) delivered at this index; "
+         "empty = the index-th input scan element (give all or none)"},
         {QES_SEC_CHANNEL, "unit", QES_OPT_STRING, CH(unit), "", 0, 0, "V", NULL,
          "unit of the channel's values (V, A, ...)"},
         {QES_SEC_CHANNEL, "u_gain_rel", QES_OPT_DOUBLE, CH(u_gain_rel), "1", 0, 1, "0", NULL,
@@ -258,6 +287,27 @@ const struct qes_option qes_options[] = {
          NULL, "qes run: write intermediate summaries this often (0 = only at the end)"},
         {QES_SEC_RUN, "progress", QES_OPT_ENUM, RUN(progress), "", 0, 0, "auto", "auto|on|off",
          "progress on stderr: auto = only when stderr is a terminal"},
+        {QES_SEC_RUN, "record_raw", QES_OPT_STRING, RUN(record_raw), "", 0, 0, "", NULL,
+         "qes run: also write the raw samples as a SigMF capture PATH (.sigmf-meta/-data), gaps "
+         "as capture segments, for qes replay later; empty = no raw recording"},
+        {QES_SEC_RUN, "raw_rotate_mb", QES_OPT_DOUBLE, RUN(raw_rotate_mb), "MB", 0, 1e9, "0", NULL,
+         "start a new raw file PATH-0002, ... after this many MB of data (0 = one file)"},
+        {QES_SEC_RUN, "raw_rotate_s", QES_OPT_DOUBLE, RUN(raw_rotate_s), "s", 0, 1e9, "0", NULL,
+         "... or after this many seconds of samples (0 = never)"},
+        {QES_SEC_RUN, "ring_slots", QES_OPT_UINT, RUN(ring_slots), "buffers", 2, 65536, "256", NULL,
+         "qes run, live sources: buffers between acquisition and processing; when all are full "
+         "whole buffers are dropped, counted and flagged"},
+        {QES_SEC_RUN, "lock_memory", QES_OPT_BOOL, RUN(lock_memory), "", 0, 0, "false", NULL,
+         "live: mlockall, so that paging never stalls acquisition (warning if not permitted)"},
+        {QES_SEC_RUN, "rt_priority", QES_OPT_UINT, RUN(rt_priority), "", 0, 99, "0", NULL,
+         "live: SCHED_FIFO priority of the acquisition thread, 1..99; 0 = normal scheduling "
+         "(warning if not permitted)"},
+        {QES_SEC_RUN, "busy_poll_us", QES_OPT_UINT, RUN(busy_poll_us), "us", 0, 1e6, "0", NULL,
+         "live: the processing thread spins up to this long for the next buffer before "
+         "sleeping; longer than the buffer period keeps it spinning, costing a core and "
+         "saving the ~100 us wake-up of a sleeping thread (0 = always sleep)"},
+        {QES_SEC_RUN, "cpu", QES_OPT_INT, RUN(cpu), "", -1, 1023, "-1", NULL,
+         "live: pin the acquisition thread to this CPU; -1 = no pinning"},
 };
 const size_t qes_n_options = sizeof qes_options / sizeof qes_options[0];
 
@@ -390,8 +440,22 @@ static int store_value(const struct qes_option *o, void *base, const char *value
         *(double *)(void *)field = v;
         return 0;
     }
+    case QES_OPT_INT: {
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(value, &end, 10);
+        if (end == value || *end != '\0' || errno == ERANGE) {
+            snprintf(why, whylen, "\"%s\" is not an integer", value);
+            return -1;
+        }
+        if ((double)v < o->min || (double)v > o->max) {
+            snprintf(why, whylen, "%lld is out of range %s", v, range);
+            return -1;
+        }
+        *(int *)(void *)field = (int)v;
+        return 0;
+    }
     case QES_OPT_UINT:
-    case QES_OPT_INT:
     case QES_OPT_U64: {
         uint64_t v;
         if (parse_u64(value, &v)) {
@@ -404,8 +468,6 @@ static int store_value(const struct qes_option *o, void *base, const char *value
         }
         if (o->type == QES_OPT_UINT)
             *(unsigned *)(void *)field = (unsigned)v;
-        else if (o->type == QES_OPT_INT)
-            *(int *)(void *)field = (int)v;
         else
             *(uint64_t *)(void *)field = v;
         return 0;

@@ -15,6 +15,7 @@
 #ifndef QES_PIPELINE_CONFIG_H
 #define QES_PIPELINE_CONFIG_H
 
+#include <float.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -51,7 +52,7 @@ enum qes_opt_type {
 };
 
 /* What `auto` is stored as. */
-#define QES_CFG_AUTO_D (-1.0)
+#define QES_CFG_AUTO_D (-DBL_MAX) /* outside every option's range: -1 is a valid gain */
 #define QES_CFG_AUTO_U (UINT_MAX - 1u)
 
 struct qes_option {
@@ -72,7 +73,7 @@ extern const struct qes_option qes_options[];
 extern const size_t qes_n_options;
 
 struct qes_cfg_source {
-    char kind[16];         /* sigmf | sim */
+    char kind[16];         /* sigmf | sim | iio */
     char path[4096];       /* capture for kind = sigmf */
     double sample_rate_hz; /* sim */
     double seconds;        /* sim: length, 0 = until stopped (run) */
@@ -80,14 +81,23 @@ struct qes_cfg_source {
     char datatype[16];     /* sim: capture datatype, or auto */
     uint64_t seed;         /* sim */
     char start_time[40];   /* sim: UTC of sample 0, or now */
-    int line;              /* line of the section header, 0 if absent */
+    /* iio */
+    char uri[256];
+    char device[128];
+    unsigned buffer_samples;
+    unsigned kernel_buffers;
+    unsigned timeout_ms;
+    double reconnect_max_s;
+    double give_up_s;
+    int line; /* line of the section header, 0 if absent */
 };
 
 struct qes_cfg_channel {
     char name[QES_CFG_NAME_LEN];
     unsigned index;
-    double gain;
+    double gain; /* QES_CFG_AUTO_D: the device's scale (iio), else 1; see qes_cfg_gain */
     double offset;
+    char iio_channel[64];
     char unit[16];
     double u_gain_rel;
     double clip_counts;
@@ -192,6 +202,13 @@ struct qes_cfg_record {
 struct qes_cfg_run {
     double summary_every_s;
     char progress[8]; /* auto | on | off */
+    char record_raw[4096];
+    double raw_rotate_mb, raw_rotate_s;
+    unsigned ring_slots;
+    int lock_memory;
+    unsigned rt_priority;
+    int cpu;
+    unsigned busy_poll_us;
     int line;
 };
 
@@ -245,6 +262,13 @@ int qes_config_validate(const struct qes_config *cfg, char *err, size_t errlen);
  * SHA-256 identifies the configuration.
  */
 char *qes_config_canonical(const struct qes_config *cfg);
+
+/* The gain a channel's values use: gain = auto means 1 unless the caller
+ * resolved it (qes run resolves it to the device's scale for kind = iio). */
+static inline double qes_cfg_gain(const struct qes_cfg_channel *c)
+{
+    return c->gain == QES_CFG_AUTO_D ? 1.0 : c->gain;
+}
 
 /* Lookups by name; NULL when absent. */
 const struct qes_cfg_channel *qes_config_channel(const struct qes_config *cfg, const char *name);

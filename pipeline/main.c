@@ -9,10 +9,12 @@
 #include "hw/source_sigmf.h"
 #include "hw/source_sim.h"
 #include "bench/bench.h"
+#include "bench/bench_live.h"
 #include "pipeline/cmd_adev.h"
 #include "pipeline/cmd_export.h"
 #include "pipeline/config.h"
 #include "pipeline/hash.h"
+#include "pipeline/live.h"
 #include "pipeline/record.h"
 #include "pipeline/runtime.h"
 #include "qes_version.h"
@@ -67,7 +69,7 @@ static const char *const usage_main =
         "CSV.\n"
         "\n"
         "commands:\n"
-        "  replay CAPTURE.sigmf-meta [-c CONFIG.ini] [--set K=V]... [-o SINK]...\n"
+        "  replay CAPTURE.sigmf-meta... [-c CONFIG.ini] [--set K=V]... [-o SINK]...\n"
         "                      process a recorded SigMF capture (deterministic, bit-for-bit)\n"
         "  simulate CONFIG.ini --out NAME [--seconds S] [--set K=V]...\n"
         "                      write a simulated rig as a SigMF capture NAME.sigmf-{meta,data}\n"
@@ -93,11 +95,17 @@ static const char *const usage_main =
         "error; 3 finished, but samples were lost or blocks flagged (gap, clip).\n";
 
 static const char *const usage_replay =
-        "usage: qes replay CAPTURE.sigmf-meta [-c CONFIG.ini] [--set SECTION.KEY=VALUE]...\n"
+        "usage: qes replay CAPTURE.sigmf-meta... [-c CONFIG.ini] [--set SECTION.KEY=VALUE]...\n"
         "                  [-o SINK]... [--no-verify] [-q]\n"
         "\n"
-        "Replays a SigMF capture through the lock-in.  The configuration comes from -c, or\n"
-        "else from the capture's own qes:config (captures written by qes simulate carry one).\n"
+        "Replays a SigMF capture through the lock-in.  Several captures replay as one run:\n"
+        "the files of a rotated raw recording of qes run ([run] record_raw), e.g.\n"
+        "`qes replay rec-*.sigmf-meta`, taken in qes:part order whatever the order given.\n"
+        "They must share qes:run_id, datatype, sample rate and channels, with no part\n"
+        "missing and run indices increasing from file to file; samples lost live (also\n"
+        "before a file's first sample) are flagged as they were live.  The configuration\n"
+        "comes from -c, or else from the (first) capture's own qes:config (captures written\n"
+        "by qes simulate or qes run carry one).\n"
         "--set overrides any key, e.g. --set measure.fund.window=hann.\n"
         "\n"
         "  -c, --config FILE   configuration (INI); see qes help config\n"
@@ -109,7 +117,7 @@ static const char *const usage_replay =
         "                      deviation and shortest coverage interval of r (or value)\n"
         "  -q, --quiet         no summary lines on stderr\n"
         "\n"
-        "The same capture, configuration and build always give byte-identical block and\n"
+        "The same captures, configuration and build always give byte-identical block and\n"
         "summary records: times come from core:datetime, the run id from the hashes of the\n"
         "capture metadata and the resolved configuration.\n";
 
@@ -130,8 +138,16 @@ static const char *const usage_run =
         "usage: qes run CONFIG.ini [--set SECTION.KEY=VALUE]... [-o SINK]... [-q]\n"
         "\n"
         "Processes a live source in real time until it ends or SIGINT/SIGTERM, then writes\n"
-        "final summaries and closes the recorders.  [source] kind = sim paces the simulator\n"
-        "at its sample rate; [run] summary_every_s writes intermediate summaries.\n"
+        "final summaries and closes the recorders.  [source] kind = iio reads an ADC or SDR\n"
+        "through libiio (uri = ip:HOST, usb:..., local:; device = name, id or label);\n"
+        "kind = sim paces the simulator at its sample rate.  An acquisition thread fills a\n"
+        "ring of [run] ring_slots buffers; the processing never stalls it.  Every lost\n"
+        "sample (timestamp gaps, samples short of the elapsed time, a full ring, a device\n"
+        "that went away and came back) is counted, the blocks it touches are flagged gap,\n"
+        "and the run exits 3.  [run] record_raw = PATH keeps the raw samples as a SigMF\n"
+        "capture that qes replay turns into the same results; summary_every_s writes\n"
+        "intermediate summaries; lock_memory, rt_priority and cpu tune the acquisition\n"
+        "thread.  The end line gives block latency (last sample in -> record queued).\n"
         "\n"
         "  --set K=V           override a key (repeatable)\n"
         "  -o, --output SINK   results.db | results.jsonl | results.csv | - (repeatable)\n"
@@ -144,7 +160,10 @@ static const char *const usage_bench =
         "Measures the lock-in kernels (DFT and FFT block lock-in) side by side with a naive\n"
         "sin/cos loop and the memory-read limit of this machine, at several block sizes, with\n"
         "the largest error against a long double reference.  Figures are ratios within one\n"
-        "run; absolute rates drift with the machine's load.\n";
+        "run; absolute rates drift with the machine's load.  Then the live latency: a\n"
+        "simulated ADC paced at 1 MS/s through the acquisition thread, the ring and the\n"
+        "DFT lock-in of 4096-sample blocks, last sample in -> record queued, p50/p99/max,\n"
+        "next to liquid-dsp's per-block compute time (3 s with --quick, else 20 s).\n";
 
 static int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int usage_error(const char *cmd, const char *fmt, ...)
@@ -250,6 +269,10 @@ static int build_sim(const struct qes_config *cfg, double seconds, int realtime,
                      struct qes_sim_desc *d, char *err, size_t errlen)
 {
     memset(d, 0, sizeof *d);
+    if (!(cfg->source.sample_rate_hz > 0)) {
+        snprintf(err, errlen, "[source] sample_rate_hz: the simulator needs a rate > 0");
+        return QES_ECONFIG;
+    }
     d->sample_rate_hz = cfg->source.sample_rate_hz;
     d->adc_bits = cfg->source.adc_bits;
     d->seed = cfg->source.seed;
@@ -283,12 +306,12 @@ static int build_sim(const struct qes_config *cfg, double seconds, int realtime,
     for (size_t i = 0; i < cfg->n_channel; i++) {
         const struct qes_cfg_channel *ch = &cfg->channel[i];
         struct qes_sim_channel *sc = &d->ch[ch->index];
-        if (d->adc_bits > 0 && !(ch->gain > 0)) {
+        if (d->adc_bits > 0 && !(qes_cfg_gain(ch) > 0)) {
             snprintf(err, errlen, "[channel.%s] gain: the simulated ADC needs a positive gain",
                      ch->name);
             return QES_ECONFIG;
         }
-        sc->gain = ch->gain;
+        sc->gain = qes_cfg_gain(ch);
         const struct qes_cfg_sim *s = qes_config_sim(cfg, ch->name);
         if (!s)
             continue;
@@ -339,17 +362,45 @@ static int open_sinks(const struct opts *o, const struct qes_config *cfg, struct
 }
 
 /*
- * Close every sink.  Returns the first sink error (message in err), else
- * QES_ERANGE when a sink of record lost records (a full spool), which the
- * caller turns into exit status 3; a best-effort stream's drops are only
- * reported.
+ * How the run ended, into *e (returned), from the runtime's counters.  A
+ * replay's run end depends only on its input (replays are byte-identical,
+ * also when recorded twice into one database): no wall time (seconds NaN),
+ * and t_end from the data, t_start + (samples + lost) / fs.  A live run: the
+ * wall time of the loop and the host clock now.  reconnects, frames_dropped
+ * and the latencies are not measured yet (0, NaN).
  */
-static int close_sinks(struct sinks *s, int status, char *err, size_t errlen)
+static const struct qes_run_end *run_end_of(struct qes_run_end *e, int status,
+                                            const struct qes_runtime_stats *rs,
+                                            const struct qes_run_rec *run, int live)
+{
+    *e = qes_run_end_of_status(status);
+    e->samples = rs->frames;
+    e->lost = rs->lost;
+    e->gaps = rs->gaps;
+    if (live) {
+        e->seconds = rs->seconds;
+        e->t_end_ns = qes_utc_now_ns();
+    } else if (run->sample_rate_hz > 0) {
+        e->t_end_ns = run->t_start_ns + (int64_t)llroundl((long double)(rs->frames + rs->lost) *
+                                                          1e9L / run->sample_rate_hz);
+    } else {
+        e->t_end_ns = run->t_start_ns;
+    }
+    return e;
+}
+
+/*
+ * Close every sink, giving each how the run ended.  Returns the first sink
+ * error (message in err), else QES_ERANGE when a sink of record lost records
+ * (a full spool), which the caller turns into exit status 3; a best-effort
+ * stream's drops are only reported.
+ */
+static int close_sinks(struct sinks *s, const struct qes_run_end *end, char *err, size_t errlen)
 {
     int first = 0, lost = 0;
     for (size_t i = 0; i < s->n; i++) {
         struct qes_recorder *r = s->r[i];
-        int rc = r->ops->close(r, status);
+        int rc = r->ops->close(r, end);
         if (rc && !first) {
             first = rc;
             snprintf(err, errlen, "%s", r->errmsg);
@@ -449,40 +500,84 @@ static FILE *progress_stream(const struct qes_config *cfg)
 
 static int cmd_replay(int argc, char **argv)
 {
+    /* The captures are every argument that is neither an option nor an
+     * option's value (the options taking a value are those of parse_args,
+     * which keeps one positional: it sees the first capture only). */
+    static const char *const with_value[] = {"-c",    "--config",  "--set", "-o",    "--output",
+                                             "--out", "--seconds", "--mc",  "--json"};
+    char **args = malloc(((size_t)argc + 1) * sizeof *args);
+    const char **names = malloc(((size_t)argc + 1) * sizeof *names);
+    if (!args || !names) {
+        free(args);
+        free(names);
+        fprintf(stderr, "qes replay: out of memory\n");
+        return EXIT_INPUT;
+    }
+    int n_args = 0;
+    size_t n_names = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!(a[0] == '-' && a[1])) {
+            if (n_names == 0)
+                args[n_args++] = argv[i];
+            names[n_names++] = a;
+            continue;
+        }
+        args[n_args++] = argv[i];
+        for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) {
+            if (!strcmp(a, with_value[k]) && i + 1 < argc) {
+                args[n_args++] = argv[++i];
+                break;
+            }
+        }
+    }
     struct opts o = {0};
-    int st = parse_args("replay", argc, argv, &o);
-    if (st >= 0)
+    int st = parse_args("replay", n_args, args, &o);
+    free(args);
+    if (st >= 0) {
+        free(names);
         return st;
+    }
     if (o.help) {
+        free(names);
         fputs(usage_replay, stdout);
         return EXIT_OK;
     }
-    if (!o.positional)
+    if (!n_names) {
+        free(names);
         return usage_error("replay", "missing CAPTURE.sigmf-meta");
+    }
     char err[9000] = "";
     int rc, status = EXIT_INPUT;
-    struct qes_sigmf_reader *rd = NULL;
     struct qes_source *src = NULL;
     struct sinks sinks = {0};
-    char *canon = NULL, *input_json = NULL;
+    char *canon = NULL, *input_json = NULL, *ids = NULL;
+    json_t *in = NULL;
     struct qes_config *cfg = malloc(sizeof *cfg);
     if (!cfg) {
+        free(names);
         fprintf(stderr, "qes replay: out of memory\n");
         return EXIT_INPUT;
     }
     qes_config_init(cfg);
 
-    rc = qes_sigmf_open(o.positional, !o.no_verify, &rd, err, sizeof err);
+    /* One capture, or the files of one run (checked, each sha512 verified). */
+    rc = qes_source_sigmf_open_set(names, n_names, !o.no_verify, 0, &src, err, sizeof err);
     if (rc) {
         fprintf(stderr, "qes replay: %s\n", err);
+        status = rc == QES_EINVAL ? EXIT_USAGE : EXIT_INPUT;
         goto out;
     }
-    const struct qes_sigmf_info *info = qes_sigmf_get_info(rd);
-    if (!info->sha512[0] && !o.quiet)
-        fprintf(stderr,
-                "qes replay: warning: %s has no core:sha512; the data cannot be checked "
-                "for corruption\n",
-                info->meta_path);
+    const struct qes_sigmf_info *info = qes_source_sigmf_info(src); /* the first file's */
+    const size_t n_files = qes_source_sigmf_n_files(src);
+    for (size_t k = 0; k < n_files && !o.quiet; k++) {
+        const struct qes_sigmf_file *fk = qes_source_sigmf_file(src, k);
+        if (!fk->sha512[0])
+            fprintf(stderr,
+                    "qes replay: warning: %s has no core:sha512; the data cannot be checked "
+                    "for corruption\n",
+                    fk->meta_path);
+    }
 
     if (o.config) {
         rc = qes_config_load_file(cfg, o.config, err, sizeof err);
@@ -524,44 +619,83 @@ static int cmd_replay(int argc, char **argv)
     }
 
     canon = qes_config_canonical(cfg);
-    size_t meta_len = 0;
-    char meta_sha[65], *meta_text = NULL;
-    if (!canon || qes_sha256_file(info->meta_path, meta_sha, &meta_len)) {
-        fprintf(stderr, "qes replay: %s: cannot hash the metadata\n", info->meta_path);
+    if (!canon) {
+        fprintf(stderr, "qes replay: out of memory\n");
         goto out;
     }
-    (void)meta_text;
+    /* The input: every file, with the hash of its metadata (which holds its
+     * data's sha512); its identity, for the run id, is that hash for one
+     * file, else the SHA-256 of the files' hashes in replay order. */
+    const struct qes_sigmf_file *f0 = qes_source_sigmf_file(src, 0);
+    json_t *files = json_array();
+    ids = malloc(n_files * 65 + 1);
+    uint64_t total = 0;
+    int all_verified = 1, bad = 0;
+    char meta_sha[65] = "";
+    if (!files || !ids) {
+        json_decref(files);
+        fprintf(stderr, "qes replay: out of memory\n");
+        goto out;
+    }
+    for (size_t k = 0; k < n_files; k++) {
+        const struct qes_sigmf_file *fk = qes_source_sigmf_file(src, k);
+        size_t meta_len = 0;
+        if (qes_sha256_file(fk->meta_path, meta_sha, &meta_len)) {
+            json_decref(files);
+            fprintf(stderr, "qes replay: %s: cannot hash the metadata\n", fk->meta_path);
+            goto out;
+        }
+        memcpy(ids + 65 * k, meta_sha, 64);
+        ids[65 * k + 64] = '\n';
+        total += fk->n_frames;
+        all_verified &= fk->sha512_verified;
+        bad |= json_array_append_new(files, json_pack("{s:s, s:s, s:s, s:b, s:I, s:I}", "meta",
+                                                      fk->meta_path, "meta_sha256", meta_sha,
+                                                      "data_sha512", fk->sha512, "sha512_verified",
+                                                      fk->sha512_verified, "n_frames",
+                                                      (json_int_t)fk->n_frames, "first_index",
+                                                      (json_int_t)fk->first_index));
+    }
     struct qes_run_rec run = {
             .command = "replay",
             .version = QES_VERSION,
             .build = QES_BUILD_FLAGS,
             .config_ini = canon,
             .sample_rate_hz = info->sample_rate_hz,
-            .t_start_ns = info->captures[0].has_datetime ? info->captures[0].datetime_ns : 0,
     };
+    /* UTC of sample 0: before the first sample by the samples lost before
+     * it (the run's first frames lost live), as run_end_of counts them. */
+    if (info->captures[0].has_datetime)
+        run.t_start_ns = info->captures[0].datetime_ns -
+                         (int64_t)llroundl((long double)f0->lost_before_first * 1e9L /
+                                           (long double)info->sample_rate_hz);
     qes_sha256_hex(canon, strlen(canon), run.config_sha256);
-    derive_run_id(run.config_sha256, meta_sha, run.id);
-    json_t *in = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:i, s:f, s:I}", "kind", "sigmf", "meta",
-                           info->meta_path, "meta_sha256", meta_sha, "data_sha512", info->sha512,
-                           "datatype", qes_dtype_name(info->dtype), "sha512_verified",
-                           info->sha512_verified, "num_channels", (int)info->num_channels,
-                           "sample_rate_hz", info->sample_rate_hz, "n_frames",
-                           (json_int_t)info->n_frames);
-    input_json = in ? json_dumps(in, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
-    json_decref(in);
+    char input_id[65];
+    if (n_files == 1)
+        memcpy(input_id, meta_sha, sizeof input_id);
+    else
+        qes_sha256_hex(ids, 65 * n_files, input_id);
+    derive_run_id(run.config_sha256, input_id, run.id);
+    if (n_files == 1) {
+        json_decref(files);
+        in = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:i, s:f, s:I}", "kind", "sigmf", "meta",
+                       f0->meta_path, "meta_sha256", meta_sha, "data_sha512", f0->sha512,
+                       "datatype", qes_dtype_name(info->dtype), "sha512_verified",
+                       f0->sha512_verified, "num_channels", (int)info->num_channels,
+                       "sample_rate_hz", info->sample_rate_hz, "n_frames", (json_int_t)total);
+    } else {
+        in = json_pack("{s:s, s:s, s:b, s:i, s:f, s:I, s:o}", "kind", "sigmf", "datatype",
+                       qes_dtype_name(info->dtype), "sha512_verified", all_verified, "num_channels",
+                       (int)info->num_channels, "sample_rate_hz", info->sample_rate_hz, "n_frames",
+                       (json_int_t)total, "files", files);
+    }
+    input_json = in && !bad ? json_dumps(in, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
     if (!input_json) {
         fprintf(stderr, "qes replay: out of memory\n");
         goto out;
     }
     run.input_json = input_json;
-    uint64_t total = info->n_frames;
 
-    rc = qes_source_sigmf_create(rd, 0, &src, err, sizeof err);
-    rd = NULL; /* owned by the source now */
-    if (rc) {
-        fprintf(stderr, "qes replay: %s\n", err);
-        goto out;
-    }
     rc = open_sinks(&o, cfg, &sinks, err, sizeof err);
     if (rc) {
         fprintf(stderr, "qes replay: %s\n", err);
@@ -586,7 +720,8 @@ static int cmd_replay(int argc, char **argv)
         fprintf(stderr, "qes replay: %s\n", err);
         status = exit_for(rc);
         char e2[9000];
-        close_sinks(&sinks, status, e2, sizeof e2);
+        close_sinks(&sinks, run_end_of(&(struct qes_run_end){0}, status, &rs, &run, 0), e2,
+                    sizeof e2);
         goto out;
     }
     status = report(&rs, o.quiet);
@@ -595,7 +730,8 @@ static int cmd_replay(int argc, char **argv)
                 (unsigned long long)rs.frames);
         status = EXIT_FLAGGED;
     }
-    rc = close_sinks(&sinks, status, err, sizeof err);
+    rc = close_sinks(&sinks, run_end_of(&(struct qes_run_end){0}, status, &rs, &run, 0), err,
+                     sizeof err);
     if (rc == QES_ERANGE) {
         status = EXIT_FLAGGED; /* records lost by a sink of record */
     } else if (rc) {
@@ -605,9 +741,11 @@ static int cmd_replay(int argc, char **argv)
 out:
     destroy_sinks(&sinks);
     qes_source_destroy(src);
-    qes_sigmf_close(rd);
+    json_decref(in);
     free(canon);
     free(input_json);
+    free(ids);
+    free(names);
     free(cfg);
     return status;
 }
@@ -699,6 +837,7 @@ static int cmd_simulate(int argc, char **argv)
     rc_cfg->source.path[0] = '\0';
     for (size_t i = 0; i < rc_cfg->n_channel; i++) {
         struct qes_cfg_channel *ch = &rc_cfg->channel[i];
+        ch->gain = qes_cfg_gain(ch); /* the number the capture was made with */
         if (sd.adc_bits == 0) {
             ch->gain = 1.0;
             ch->offset = 0.0;
@@ -797,16 +936,16 @@ static int cmd_run(int argc, char **argv)
     qes_config_init(cfg);
     int status = load_config_arg("run", &o, cfg);
     char err[9000] = "";
-    struct qes_source *src = NULL;
+    struct qes_live *live = NULL;
     struct sinks sinks = {0};
-    char *canon = NULL;
+    char *canon = NULL, *input = NULL;
     if (status >= 0)
         goto out;
     status = EXIT_USAGE;
-    if (strcmp(cfg->source.kind, "sim")) {
+    if (strcmp(cfg->source.kind, "sim") && strcmp(cfg->source.kind, "iio")) {
         fprintf(stderr,
-                "qes run: %s: [source] kind = %s: live runs support kind = sim in this version "
-                "(use qes replay for captures)\n",
+                "qes run: %s: [source] kind = %s: live runs take kind = sim or iio (use qes "
+                "replay for captures)\n",
                 o.positional, cfg->source.kind);
         goto out;
     }
@@ -815,16 +954,36 @@ static int cmd_run(int argc, char **argv)
                 o.positional);
         goto out;
     }
-    struct qes_sim_desc sd;
-    int rc = build_sim(cfg, cfg->source.seconds, 1, &sd, err, sizeof err);
-    if (!rc)
-        rc = qes_source_sim_create(&sd, &src, err, sizeof err);
+    /* signals first: a device that takes long to open can be interrupted */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    int rc;
+    int64_t t_start_ns;
+    if (!strcmp(cfg->source.kind, "sim")) {
+        struct qes_sim_desc sd;
+        struct qes_source *sim = NULL;
+        rc = build_sim(cfg, cfg->source.seconds, 1, &sd, err, sizeof err);
+        if (!rc)
+            rc = qes_source_sim_create(&sd, &sim, err, sizeof err);
+        if (!rc)
+            rc = qes_live_open(cfg, sim, sd.n_frames, &g_stop, stderr, &live, err, sizeof err);
+        t_start_ns = sd.start_ns;
+    } else {
+        rc = qes_live_open(cfg, NULL, 0, &g_stop, stderr, &live, err, sizeof err);
+        t_start_ns = qes_utc_now_ns();
+    }
     if (rc) {
         fprintf(stderr, "qes run: %s: %s\n", o.positional, err);
+        status = exit_for(rc);
         goto out;
     }
-    canon = qes_config_canonical(cfg);
-    if (!canon) {
+    canon = qes_config_canonical(cfg); /* gains resolved by qes_live_open */
+    input = qes_live_input_json(live);
+    if (!canon || !input) {
         status = EXIT_INPUT;
         goto out;
     }
@@ -833,27 +992,27 @@ static int cmd_run(int argc, char **argv)
             .version = QES_VERSION,
             .build = QES_BUILD_FLAGS,
             .config_ini = canon,
-            .input_json = "{\"kind\":\"sim\"}",
-            .t_start_ns = sd.start_ns,
-            .sample_rate_hz = sd.sample_rate_hz,
+            .input_json = input,
+            .t_start_ns = t_start_ns,
+            .sample_rate_hz = qes_live_sample_rate(live),
     };
     qes_sha256_hex(canon, strlen(canon), run.config_sha256);
     random_run_id(run.id);
+    rc = qes_live_tee(live, run.id, canon, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "qes run: %s\n", err);
+        status = EXIT_INPUT;
+        goto out;
+    }
     rc = open_sinks(&o, cfg, &sinks, err, sizeof err);
     if (rc) {
         fprintf(stderr, "qes run: %s\n", err);
         status = rc == QES_EINVAL ? EXIT_USAGE : EXIT_INPUT;
         goto out;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
     struct qes_runtime_desc rd = {
             .cfg = cfg,
-            .src = src,
+            .src = qes_live_source(live),
             .recs = sinks.r,
             .n_recs = sinks.n,
             .run = &run,
@@ -861,33 +1020,68 @@ static int cmd_run(int argc, char **argv)
             .stop = &g_stop,
             .human = o.quiet ? NULL : stderr,
             .progress = progress_stream(cfg),
-            .total_frames = sd.n_frames,
+            .total_frames = qes_live_total_frames(live),
             .mc_trials = o.mc,
     };
     struct qes_runtime_stats rs;
     rc = qes_runtime_execute(&rd, &rs, err, sizeof err);
-    if (rc) {
+    struct qes_live_stats ls;
+    qes_live_finish(live, &ls);
+    live = NULL;
+    if (rc && !rs.source_failed) {
         fprintf(stderr, "qes run: %s\n", err);
         status = exit_for(rc);
-        char e2[9000];
-        close_sinks(&sinks, status, e2, sizeof e2);
-        goto out;
+    } else {
+        if (rc)
+            fprintf(stderr, "qes run: the source failed: %s; final summaries written\n", err);
+        status = report(&rs, o.quiet);
+        if (rc)
+            status = EXIT_INPUT;
     }
-    status = report(&rs, o.quiet);
+    if (!o.quiet || rs.lost || ls.raw_failed)
+        fprintf(stderr,
+                "qes run: %llu samples per channel; lost %llu (%llu inferred at the device in "
+                "%llu gap(s), %llu in %llu buffer(s) dropped with the ring full); "
+                "reconnections %llu; block latency p50 %.1f us, p99 %.1f us, max %.1f us over "
+                "%llu blocks%s\n",
+                (unsigned long long)rs.frames, (unsigned long long)rs.lost,
+                (unsigned long long)ls.device_lost, (unsigned long long)ls.device_gaps,
+                (unsigned long long)ls.samples_dropped, (unsigned long long)ls.frames_dropped,
+                (unsigned long long)ls.reconnects, rs.latency_p50_us, rs.latency_p99_us,
+                rs.latency_max_us, (unsigned long long)rs.latency_n,
+                ls.raw_failed ? "; RAW RECORDING INCOMPLETE" : "");
+    if (ls.raw_failed && status == EXIT_OK)
+        status = EXIT_FLAGGED; /* the raw data of record is incomplete */
+    if (cfg->run.record_raw[0] && !o.quiet)
+        fprintf(stderr, "qes run: raw samples in %u file(s) at %s (%llu bytes)\n", ls.raw_files,
+                cfg->run.record_raw, (unsigned long long)ls.raw_bytes);
     if (g_stop && !o.quiet)
         fprintf(stderr, "qes run: stopped by signal after %llu samples; final summaries written\n",
                 (unsigned long long)rs.frames);
-    rc = close_sinks(&sinks, status, err, sizeof err);
-    if (rc == QES_ERANGE) {
-        status = EXIT_FLAGGED; /* records lost by a sink of record */
-    } else if (rc) {
+    struct qes_run_end end;
+    run_end_of(&end, status, &rs, &run, 1);
+    end.reconnects = ls.reconnects;
+    end.frames_dropped = ls.frames_dropped;
+    end.latency_n = rs.latency_n;
+    end.latency_p50_us = rs.latency_p50_us;
+    end.latency_p99_us = rs.latency_p99_us;
+    end.latency_max_us = rs.latency_max_us;
+    int crc = close_sinks(&sinks, &end, err, sizeof err);
+    if (crc == QES_ERANGE) {
+        if (status == EXIT_OK)
+            status = EXIT_FLAGGED; /* records lost by a sink of record */
+    } else if (crc) {
         fprintf(stderr, "qes run: %s\n", err);
         status = EXIT_INPUT;
     }
 out:
+    if (live) {
+        struct qes_live_stats ls2;
+        qes_live_finish(live, &ls2);
+    }
     destroy_sinks(&sinks);
-    qes_source_destroy(src);
     free(canon);
+    free(input);
     free(cfg);
     return status;
 }
@@ -904,7 +1098,10 @@ static int cmd_bench(int argc, char **argv)
     }
     if (o.positional)
         return usage_error("bench", "unexpected argument %s", o.positional);
-    return qes_bench_main(o.quick, o.json, stdout) ? EXIT_INPUT : EXIT_OK;
+    if (qes_bench_main(o.quick, o.json, stdout))
+        return EXIT_INPUT;
+    struct qes_bench_live_result lr;
+    return qes_bench_live(o.quick, stdout, &lr) ? EXIT_INPUT : EXIT_OK;
 }
 
 static int cmd_help(int argc, char **argv)

@@ -6,6 +6,7 @@
  *   #   SHA-256, input, t_start, sample rate, then the configuration text)
  *   header row, units in the names: x[unit] is x in the row's `unit` column
  *   one row per block or summary record; cells that do not apply are empty
+ *   # comment lines with how the run ended (at close; see below)
  *
  * Columns (CSV_HEADER), and which rows fill them:
  *   type                          block | summary
@@ -31,6 +32,20 @@
  * summary row an empty `dof` means infinite).  Flags are joined with ';'.
  * Fields are quoted per RFC 4180 when they contain ',', '"', CR or LF.  Rows
  * end in LF.  The budget terms are not in the table (see JSON Lines / SQLite).
+ *
+ * How the run ended (struct qes_run_end) has no place in the table, whose
+ * rows are results (a `run_end` row would leave nearly every column empty
+ * and need eight new ones): close writes it, like the run record, as comment
+ * lines, after the rows, so readers that skip '#' lines skip it too:
+ *   # qes run end
+ *   # status: 3
+ *   # samples: 955
+ *   ... one line each for lost, gaps, reconnects, frames_dropped, latency_n,
+ *       latency_p50_us, latency_p99_us, latency_max_us, seconds (record.h)
+ *   # t_end: 1970-01-01T00:00:01.000000000Z
+ * A number that is not finite leaves its value empty ("# seconds:"), as it
+ * leaves a cell empty.  Nothing is written without a run record or after a
+ * failed write.
  *
  * Writes are buffered and checked; the first failure is sticky.  Close
  * flushes and fsync()s the file and its directory.
@@ -94,13 +109,9 @@ static int put_s(FILE *f, const char *s)
     return fputs(s, f) < 0 ? -1 : 0;
 }
 
-/* ",%.17g", or "," alone for a non-finite value. */
-static int cell_num(FILE *f, double v)
+/* %.17g of a finite v. */
+static int put_num(FILE *f, double v)
 {
-    if (putc(',', f) == EOF)
-        return -1;
-    if (!isfinite(v))
-        return 0;
     char buf[40];
     int n = snprintf(buf, sizeof buf, "%.17g", v);
     if (n < 0 || (size_t)n >= sizeof buf)
@@ -117,6 +128,14 @@ static int cell_num(FILE *f, double v)
         }
     }
     return put_s(f, buf);
+}
+
+/* ",%.17g", or "," alone for a non-finite value. */
+static int cell_num(FILE *f, double v)
+{
+    if (putc(',', f) == EOF)
+        return -1;
+    return isfinite(v) ? put_num(f, v) : 0;
 }
 
 static int cell_u64(FILE *f, uint64_t v)
@@ -366,14 +385,52 @@ static int csv_summary(struct qes_recorder *r, const struct qes_run_rec *run,
     return 0;
 }
 
-static int csv_close(struct qes_recorder *r, int status)
+/* "# key: N" */
+static int comment_u64(FILE *f, const char *key, uint64_t v)
 {
-    struct rec_csv *c = (struct rec_csv *)r;
-    (void)status; /* no place for it in the table */
+    return fprintf(f, "# %s: %" PRIu64 "\n", key, v) < 0 ? -1 : 0;
+}
+
+/* "# key: X", or "# key:" when v is not finite. */
+static int comment_num(FILE *f, const char *key, double v)
+{
+    if (fprintf(f, "# %s:", key) < 0)
+        return -1;
+    if (isfinite(v) && (putc(' ', f) == EOF || put_num(f, v)))
+        return -1;
+    return putc('\n', f) == EOF ? -1 : 0;
+}
+
+/* How the run ended, as comment lines after the rows (see the top). */
+static int run_end_comments(FILE *f, const struct qes_run_end *e)
+{
+    char t[QES_UTC_LEN];
+    return put_s(f, "# qes run end\n") || fprintf(f, "# status: %d\n", e->status) < 0 ||
+           comment_u64(f, "samples", e->samples) || comment_u64(f, "lost", e->lost) ||
+           comment_u64(f, "gaps", e->gaps) || comment_u64(f, "reconnects", e->reconnects) ||
+           comment_u64(f, "frames_dropped", e->frames_dropped) ||
+           comment_u64(f, "latency_n", e->latency_n) ||
+           comment_num(f, "latency_p50_us", e->latency_p50_us) ||
+           comment_num(f, "latency_p99_us", e->latency_p99_us) ||
+           comment_num(f, "latency_max_us", e->latency_max_us) ||
+           comment_num(f, "seconds", e->seconds) ||
+           comment(f, "t_end", qes_utc_format(e->t_end_ns, t));
+}
+
+/* Close; end NULL: without the run end comments (qes export of a run that a
+ * qes without them recorded). */
+static int close_csv(struct rec_csv *c, const struct qes_run_end *end)
+{
+    struct qes_recorder *r = &c->base;
     if (c->closed)
         return c->err;
     c->closed = 1;
     int e = 0;
+    if (end && c->have_run && !c->err) {
+        errno = 0;
+        if (run_end_comments(c->f, end) || ferror(c->f))
+            csv_fail(c, errno ? errno : EIO);
+    }
     struct stat st;
     int regular = fstat(fileno(c->f), &st) == 0 && S_ISREG(st.st_mode);
     if (fflush(c->f) != 0 || (regular && fsync(fileno(c->f)) != 0))
@@ -386,6 +443,16 @@ static int csv_close(struct qes_recorder *r, int status)
     if (e)
         return csv_fail(c, e);
     return c->err;
+}
+
+static int csv_close(struct qes_recorder *r, const struct qes_run_end *end)
+{
+    return close_csv((struct rec_csv *)r, end);
+}
+
+int qes__csv_close_without_end(struct qes_recorder *r)
+{
+    return close_csv((struct rec_csv *)r, NULL);
 }
 
 static void csv_destroy(struct qes_recorder *r)

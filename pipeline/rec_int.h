@@ -26,6 +26,11 @@ int qes__rec_summary_valid(struct qes_recorder *r, const struct qes_summary_rec 
  * typeA term with its rule; NULL on allocation failure. */
 char *qes__summary_budget_json(const struct qes_summary_rec *s);
 
+/* Close a CSV sink (qes_rec_csv_open) without the run end comment lines:
+ * for qes export of a run recorded by a qes that did not keep how runs
+ * ended, so that the export is the file that qes wrote. */
+int qes__csv_close_without_end(struct qes_recorder *r);
+
 /* Length of the valid UTF-8 sequence at p (RFC 3629: no overlong forms, no
  * surrogates, nothing above U+10FFFF), or 0 when it is not valid. */
 #include <stddef.h>

@@ -13,8 +13,9 @@
  *
  * The JSON Lines sink writes one record per line, buffered; every write is
  * checked and the first failure is sticky (later calls return it again).  On
- * close the stream is flushed and, for a regular file, fsync()ed together with
- * its directory.  Output depends only on the records: the host clock is never
+ * close the run_end record (record.h) is written as the last line, then the
+ * stream is flushed and, for a regular file, fsync()ed together with its
+ * directory.  Output depends only on the records: the host clock is never
  * read, so identical input gives byte-identical files.
  */
 #include "pipeline/rec_int.h"
@@ -549,6 +550,34 @@ int qes_run_json(FILE *f, const struct qes_run_rec *run)
     return finish(f, failed);
 }
 
+struct qes_run_end qes_run_end_of_status(int status)
+{
+    return (struct qes_run_end){.status = status,
+                                .latency_p50_us = NAN,
+                                .latency_p99_us = NAN,
+                                .latency_max_us = NAN,
+                                .seconds = NAN};
+}
+
+int qes_run_end_json(FILE *f, const char *run_id, const struct qes_run_end *e)
+{
+    if (!f || !run_id || !e)
+        return QES_EINVAL;
+    int failed = put_s(f, "{\"type\":\"run_end\",\"run\":") ||
+                 put_jstr_n(f, run_id, strnlen(run_id, 36)) || put_key(f, "status") ||
+                 fprintf(f, "%d", e->status) < 0 || put_key(f, "samples") ||
+                 put_u64(f, e->samples) || put_key(f, "lost") || put_u64(f, e->lost) ||
+                 put_key(f, "gaps") || put_u64(f, e->gaps) || put_key(f, "reconnects") ||
+                 put_u64(f, e->reconnects) || put_key(f, "frames_dropped") ||
+                 put_u64(f, e->frames_dropped) || put_key(f, "latency_n") ||
+                 put_u64(f, e->latency_n) || put_key(f, "latency_p50_us") ||
+                 put_num(f, e->latency_p50_us) || put_key(f, "latency_p99_us") ||
+                 put_num(f, e->latency_p99_us) || put_key(f, "latency_max_us") ||
+                 put_num(f, e->latency_max_us) || put_key(f, "seconds") || put_num(f, e->seconds) ||
+                 put_key(f, "t_end") || put_utc(f, e->t_end_ns) || putc('}', f) == EOF;
+    return finish(f, failed);
+}
+
 static char *budget_text(const struct qes_budget_term *terms, size_t n, const char *rule)
 {
     if (n > QES_BUDGET_MAX)
@@ -682,14 +711,20 @@ static int jsonl_summary(struct qes_recorder *r, const struct qes_run_rec *run,
     return jsonl_record(j, qes_summary_json(j->f, run, s));
 }
 
-static int jsonl_close(struct qes_recorder *r, int status)
+static int jsonl_close(struct qes_recorder *r, const struct qes_run_end *end)
 {
     struct rec_jsonl *j = (struct rec_jsonl *)r;
-    (void)status; /* JSON Lines has no place for it after the fact */
     if (j->closed)
         return j->err;
     j->closed = 1;
     int rc = 0, e = 0;
+    /* The run_end record last, after the run's records: not without a run
+     * record, nor after a failed write (the file ends where writing failed;
+     * a failure here is sticky in j->err and the stream is still closed). */
+    if (end && j->have_run && !j->err) {
+        errno = 0;
+        (void)jsonl_record(j, qes_run_end_json(j->f, j->run_id, end));
+    }
     if (fflush(j->f) != 0) {
         e = errno;
         rc = io_code(e);

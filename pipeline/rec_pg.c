@@ -10,7 +10,13 @@
  * is refused, and so are tables of these names without `qes_meta`.  The
  * schema is created (or migrated, once there is more than one version) on
  * every connection, under a transaction-scoped advisory lock, so many qes
- * processes starting together do not race on CREATE TABLE.
+ * processes starting together do not race on CREATE TABLE.  As in SQLite,
+ * the columns of runs that record how a run ended (samples, lost, gaps,
+ * reconnects, frames_dropped, latency_n: bigint; latency_p50_us,
+ * latency_p99_us, latency_max_us, seconds: double precision; t_end: text)
+ * were added to version 1 after its release: a database without them gets
+ * them (ALTER TABLE ... ADD COLUMN IF NOT EXISTS, only when one is missing,
+ * under the same lock); runs recorded without them keep NULL there.
  *
  * Batches.  Records are encoded at once as rows of COPY text and kept in
  * memory; a batch is sent when it holds opts->batch_records records (10000)
@@ -68,6 +74,13 @@
  * server that accepts and then stops answering (SIGSTOP) blocks the recorder
  * thread.  n_acked counts block and summary records, including those of an
  * earlier run drained from the spool.
+ *
+ * Close.  The run's end (status, closed_utc = the host clock at close, and
+ * struct qes_run_end) is one row of kind K_END that travels like the others
+ * (in the last batch, or through the spool) and UPDATEs the run's row.  A
+ * spool written by an earlier qes may hold rows of kind K_CLOSE (id, status,
+ * closed_utc only); they are still sent.  An earlier qes meeting a K_END row
+ * in a spool refuses it (a row of unknown kind) and leaves it there.
  */
 #include "pipeline/rec_int.h"
 #include "pipeline/record.h"
@@ -99,15 +112,19 @@
 #define RETRIES_SERIALIZATION 3
 
 /* Row kinds, in the order a batch sends them.  Kinds below K_RUN are the
- * records that n_acked and n_lost count. */
-enum { K_BLOCK = 0, K_SUM = 1, K_RUN = 2, K_CLOSE = 3, K_N = 4 };
+ * records that n_acked and n_lost count.  K_CLOSE: the status row of an
+ * earlier qes (in an old spool); K_END: the run end row of this one. */
+enum { K_BLOCK = 0, K_SUM = 1, K_RUN = 2, K_CLOSE = 3, K_END = 4, K_N = 5 };
 
 static const char schema_sql[] =
         "CREATE TABLE IF NOT EXISTS qes_meta(key text PRIMARY KEY, value text NOT NULL);"
         "CREATE TABLE IF NOT EXISTS runs("
         " id text PRIMARY KEY, command text, version text, build text, config_sha256 text,"
         " config text, input text, t_start text, sample_rate_hz double precision,"
-        " status integer, closed_utc text);"
+        " status integer, closed_utc text, samples bigint, lost bigint, gaps bigint,"
+        " reconnects bigint, frames_dropped bigint, latency_n bigint,"
+        " latency_p50_us double precision, latency_p99_us double precision,"
+        " latency_max_us double precision, seconds double precision, t_end text);"
         "CREATE TABLE IF NOT EXISTS blocks("
         " run text NOT NULL, measure text NOT NULL, channel text,"
         " kind text CHECK (kind IN ('phasor', 'scalar')), harmonic bigint NOT NULL,"
@@ -130,11 +147,32 @@ static const char schema_sql[] =
         " UNIQUE (run, measure, harmonic, seq));"
         "INSERT INTO qes_meta(key, value) VALUES ('schema_version', '1') ON CONFLICT DO NOTHING;";
 
+/* The run end columns, added to a runs table of version 1 that lacks them;
+ * RUN_END_N of them. */
+#define RUN_END_N 11
+static const char run_end_count_sql[] =
+        "SELECT count(*) FROM pg_attribute WHERE attrelid = 'runs'::regclass AND attnum > 0"
+        " AND NOT attisdropped AND attname IN ('samples', 'lost', 'gaps', 'reconnects',"
+        " 'frames_dropped', 'latency_n', 'latency_p50_us', 'latency_p99_us', 'latency_max_us',"
+        " 'seconds', 't_end')";
+static const char run_end_add_sql[] =
+        "ALTER TABLE runs ADD COLUMN IF NOT EXISTS samples bigint,"
+        " ADD COLUMN IF NOT EXISTS lost bigint, ADD COLUMN IF NOT EXISTS gaps bigint,"
+        " ADD COLUMN IF NOT EXISTS reconnects bigint,"
+        " ADD COLUMN IF NOT EXISTS frames_dropped bigint,"
+        " ADD COLUMN IF NOT EXISTS latency_n bigint,"
+        " ADD COLUMN IF NOT EXISTS latency_p50_us double precision,"
+        " ADD COLUMN IF NOT EXISTS latency_p99_us double precision,"
+        " ADD COLUMN IF NOT EXISTS latency_max_us double precision,"
+        " ADD COLUMN IF NOT EXISTS seconds double precision,"
+        " ADD COLUMN IF NOT EXISTS t_end text";
+
 /* Every column of this qes, to recognise tables of an earlier layout. */
 static const char columns_sql[] =
         "SELECT kind, value, u, enbw_hz, thd, sinad_db, sfdr_db FROM blocks LIMIT 0;"
         "SELECT kind, value, u, U_expanded, budget, flags FROM summaries LIMIT 0;"
-        "SELECT status, closed_utc FROM runs LIMIT 0";
+        "SELECT status, closed_utc, samples, lost, gaps, reconnects, frames_dropped, latency_n,"
+        " latency_p50_us, latency_p99_us, latency_max_us, seconds, t_end FROM runs LIMIT 0";
 
 /* Per session; ON COMMIT DELETE ROWS empties them after every batch. */
 static const char temp_sql[] =
@@ -143,7 +181,10 @@ static const char temp_sql[] =
         "CREATE TEMP TABLE IF NOT EXISTS qes_tmp_summaries (LIKE summaries)"
         " ON COMMIT DELETE ROWS;"
         "CREATE TEMP TABLE IF NOT EXISTS qes_tmp_close (id text, status integer,"
-        " closed_utc text) ON COMMIT DELETE ROWS;";
+        " closed_utc text, samples bigint, lost bigint, gaps bigint, reconnects bigint,"
+        " frames_dropped bigint, latency_n bigint, latency_p50_us double precision,"
+        " latency_p99_us double precision, latency_max_us double precision,"
+        " seconds double precision, t_end text) ON COMMIT DELETE ROWS;";
 
 #define RUN_COLS \
     "id, command, version, build, config_sha256, config, input, t_start, sample_rate_hz"
@@ -152,7 +193,8 @@ static const char *const copy_sql[K_N] = {
         [K_BLOCK] = "COPY qes_tmp_blocks FROM STDIN",
         [K_SUM] = "COPY qes_tmp_summaries FROM STDIN",
         [K_RUN] = "COPY qes_tmp_runs(" RUN_COLS ") FROM STDIN",
-        [K_CLOSE] = "COPY qes_tmp_close FROM STDIN",
+        [K_CLOSE] = "COPY qes_tmp_close(id, status, closed_utc) FROM STDIN",
+        [K_END] = "COPY qes_tmp_close FROM STDIN",
 };
 
 /* The fast path: straight into the table, which fails on a key already there
@@ -167,8 +209,13 @@ static const char *const insert_sql[K_N] = {
         [K_SUM] = "INSERT INTO summaries SELECT * FROM qes_tmp_summaries ON CONFLICT DO NOTHING",
         [K_RUN] = "INSERT INTO runs(" RUN_COLS ") SELECT " RUN_COLS
                   " FROM qes_tmp_runs ON CONFLICT DO NOTHING",
-        [K_CLOSE] = "UPDATE runs r SET status = c.status, closed_utc = c.closed_utc"
-                    " FROM qes_tmp_close c WHERE r.id = c.id",
+        /* both close kinds land in qes_tmp_close; one UPDATE takes them */
+        [K_CLOSE] = "UPDATE runs r SET status = c.status, closed_utc = c.closed_utc,"
+                    " samples = c.samples, lost = c.lost, gaps = c.gaps,"
+                    " reconnects = c.reconnects, frames_dropped = c.frames_dropped,"
+                    " latency_n = c.latency_n, latency_p50_us = c.latency_p50_us,"
+                    " latency_p99_us = c.latency_p99_us, latency_max_us = c.latency_max_us,"
+                    " seconds = c.seconds, t_end = c.t_end FROM qes_tmp_close c WHERE r.id = c.id",
 };
 
 /* After an insert that skipped rows: a sent row that differs from the stored
@@ -567,10 +614,15 @@ static int compare_kind(struct rec_pg *p, int kind)
 }
 
 /* Rows of one kind through the temporary table: INSERT ... ON CONFLICT DO
- * NOTHING, then compare what was skipped. */
+ * NOTHING, then compare what was skipped.  K_CLOSE takes the rows of both
+ * close kinds (K_CLOSE, K_END) and UPDATEs runs. */
 static int insert_kind(struct rec_pg *p, const struct batch *b, int k)
 {
-    int rc = copy_kind(p, b, k, copy_sql[k], 0);
+    int rc = 0;
+    if (k != K_CLOSE || b->n_kind[K_CLOSE])
+        rc = copy_kind(p, b, k, copy_sql[k], 0);
+    if (!rc && k == K_CLOSE && b->n_kind[K_END])
+        rc = copy_kind(p, b, K_END, copy_sql[K_END], 0);
     if (rc)
         return rc;
     PGresult *res = PQexec(p->conn, insert_sql[k]);
@@ -609,7 +661,7 @@ static int send_once(struct rec_pg *p, const struct batch *b)
             rc = rc ? rc : insert_kind(p, b, k);
         }
     }
-    if (!rc && b->n_kind[K_CLOSE])
+    if (!rc && (b->n_kind[K_CLOSE] || b->n_kind[K_END]))
         rc = insert_kind(p, b, K_CLOSE);
     if (!rc)
         rc = exec_ok(p, "COMMIT", "COMMIT");
@@ -682,9 +734,19 @@ static int schema_check(struct rec_pg *p)
         }
     }
     /* Migrations from version v to v + 1 go here, in order, once there is a
-     * version 2; version 1 is created by schema_sql. */
+     * version 2; version 1 is created by schema_sql, and a runs table of
+     * version 1 without the run end columns gets them (see the top): the
+     * catalog is read first, so that ALTER TABLE, whose lock waits for every
+     * writer of runs, runs only when a column is missing. */
     int rc = exec_ok(p, schema_sql, "creating the tables");
     if (rc)
+        return rc;
+    res = PQexec(p->conn, run_end_count_sql);
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
+        return check(p, res, PGRES_TUPLES_OK, "reading the columns of runs");
+    int n_end = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    if (n_end < RUN_END_N && (rc = exec_ok(p, run_end_add_sql, "adding the run end columns")))
         return rc;
     res = PQexec(p->conn, columns_sql);
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -1220,7 +1282,16 @@ static int pg_flush(struct qes_recorder *r)
     return 0;
 }
 
-static int pg_close(struct qes_recorder *r, int status)
+/* A count as bigint text, or NULL above its range. */
+static void b_count(struct batch *b, uint64_t v)
+{
+    if (v > INT64_MAX)
+        b_put(b, "\\N", 2);
+    else
+        b_u64(b, v);
+}
+
+static int pg_close(struct qes_recorder *r, const struct qes_run_end *end)
 {
     struct rec_pg *p = (struct rec_pg *)r;
     if (p->closed)
@@ -1231,19 +1302,34 @@ static int pg_close(struct qes_recorder *r, int status)
         b_clear(&p->pend);
         return p->err;
     }
-    if (p->have_run) {
-        char t[QES_UTC_LEN];
+    if (p->have_run && end) {
+        char t[QES_UTC_LEN], t_end[QES_UTC_LEN];
         qes_utc_format(qes_utc_now_ns(), t);
+        qes_utc_format(end->t_end_ns, t_end);
         struct batch *b = &p->pend;
         b_row_begin(b);
         b_text(b, p->run_id);
         b_tab(b);
         char st[16];
-        snprintf(st, sizeof st, "%d", status);
+        snprintf(st, sizeof st, "%d", end->status);
         b_text(b, st);
         b_tab(b);
         b_text(b, t);
-        if (b_row_end(b, K_CLOSE))
+        const uint64_t counts[] = {end->samples,    end->lost,           end->gaps,
+                                   end->reconnects, end->frames_dropped, end->latency_n};
+        for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+            b_tab(b);
+            b_count(b, counts[i]);
+        }
+        const double nums[] = {end->latency_p50_us, end->latency_p99_us, end->latency_max_us,
+                               end->seconds};
+        for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+            b_tab(b);
+            b_num(b, nums[i]);
+        }
+        b_tab(b);
+        b_text(b, t_end);
+        if (b_row_end(b, K_END))
             return pg_fail_msg(p, QES_ENOMEM, "out of memory");
     }
     int rc = commit_pending(p, 1);

@@ -59,7 +59,21 @@
  * close, with the run's status.
  *
  * Schema version 1 lives in `meta`; a newer version is refused, and so is a
- * file holding tables of these names without a `meta` table.
+ * file holding tables of these names without a `meta` table.  Columns that a
+ * later qes added to version 1 (runs: how the run ended, below) are added
+ * with ALTER TABLE when a file without them is opened for recording; they
+ * stay NULL for runs recorded without them, which is how `qes export` knows
+ * to write those runs as the qes that recorded them did.  The version stays
+ * 1 because such a file is still one an older qes can record into (its
+ * statements name their columns) and read.
+ *
+ * How the run ended: at close, runs.status (the exit status), closed_utc
+ * (the host clock at close) and the fields of struct qes_run_end in columns
+ * of the same names (samples, lost, gaps, reconnects, frames_dropped,
+ * latency_n: INTEGER, a count above 2^63 - 1 stored as NULL;
+ * latency_p50_us, latency_p99_us, latency_max_us, seconds: REAL, NULL when
+ * not finite; t_end: the UTC text).  A replay of a recorded run sets them
+ * again (to the same values: a replay's run_end depends only on its input).
  *
  * Non-finite numbers are stored as NULL (dof NULL = infinite).  Note that
  * SQLite column names are case-insensitive, so the expanded uncertainties U_r
@@ -103,7 +117,9 @@ static const char schema_sql[] =
         "CREATE TABLE IF NOT EXISTS runs("
         " id TEXT PRIMARY KEY, command TEXT, version TEXT, build TEXT, config_sha256 TEXT,"
         " config TEXT, input TEXT, t_start TEXT, sample_rate_hz REAL, status INTEGER,"
-        " closed_utc TEXT);"
+        " closed_utc TEXT, samples INTEGER, lost INTEGER, gaps INTEGER, reconnects INTEGER,"
+        " frames_dropped INTEGER, latency_n INTEGER, latency_p50_us REAL,"
+        " latency_p99_us REAL, latency_max_us REAL, seconds REAL, t_end TEXT);"
         "CREATE TABLE IF NOT EXISTS blocks("
         " run TEXT NOT NULL REFERENCES runs(id), measure TEXT NOT NULL, channel TEXT,"
         " kind TEXT CHECK(kind IN ('phasor', 'scalar')), harmonic INTEGER NOT NULL,"
@@ -119,6 +135,24 @@ static const char schema_sql[] =
         " u_phase_rad REAL, u REAL, dof REAL, k REAL, U_r_expanded REAL, U_expanded REAL,"
         " coverage REAL, budget TEXT, flags TEXT, UNIQUE(run, measure, harmonic, seq));"
         "INSERT INTO meta(key, value) VALUES('schema_version', 1) ON CONFLICT DO NOTHING;";
+
+/* Columns of runs added to schema version 1 after its release, in order:
+ * added with ALTER TABLE to a file that lacks them (see the top). */
+static const struct {
+    const char *name, *type;
+} runs_added[] = {
+        {"samples", "INTEGER"},
+        {"lost", "INTEGER"},
+        {"gaps", "INTEGER"},
+        {"reconnects", "INTEGER"},
+        {"frames_dropped", "INTEGER"},
+        {"latency_n", "INTEGER"},
+        {"latency_p50_us", "REAL"},
+        {"latency_p99_us", "REAL"},
+        {"latency_max_us", "REAL"},
+        {"seconds", "REAL"},
+        {"t_end", "TEXT"},
+};
 
 /* Every column of the tables above, to recognise a file written by a qes of
  * the same schema version but an earlier (pre-release) layout. */
@@ -172,7 +206,10 @@ static const char *const stmt_sql[ST_COUNT] = {
                        " AND u_phase_rad IS ?19 AND u IS ?20 AND dof IS ?21 AND k IS ?22"
                        " AND U_r_expanded IS ?23 AND U_expanded IS ?24 AND coverage IS ?25"
                        " AND budget IS ?26 AND flags IS ?27",
-        [ST_STATUS] = "UPDATE runs SET status = ?2, closed_utc = ?3 WHERE id = ?1",
+        [ST_STATUS] = "UPDATE runs SET status = ?2, closed_utc = ?3, samples = ?4, lost = ?5,"
+                      " gaps = ?6, reconnects = ?7, frames_dropped = ?8, latency_n = ?9,"
+                      " latency_p50_us = ?10, latency_p99_us = ?11, latency_max_us = ?12,"
+                      " seconds = ?13, t_end = ?14 WHERE id = ?1",
 };
 
 struct rec_sqlite {
@@ -711,7 +748,32 @@ static int sq_flush(struct qes_recorder *r)
     return settle(s, txn_commit(s));
 }
 
-static int sq_close(struct qes_recorder *r, int status)
+/* A count, or NULL above the SQLite integer range (see the top). */
+static int bind_count(sqlite3_stmt *st, int i, uint64_t v)
+{
+    return v > INT64_MAX ? sqlite3_bind_null(st, i) : bind_u64(st, i, v);
+}
+
+/* The UPDATE of runs at close: status, closed_utc and the run end. */
+static int bind_run_end(sqlite3_stmt *st, const char *run_id, const struct qes_run_end *e,
+                        const char *closed_utc, const char *t_end)
+{
+    int rc = bind_text(st, 1, run_id);
+    rc = rc ? rc : sqlite3_bind_int(st, 2, e->status);
+    rc = rc ? rc : bind_text(st, 3, closed_utc);
+    const uint64_t counts[] = {e->samples,    e->lost,           e->gaps,
+                               e->reconnects, e->frames_dropped, e->latency_n};
+    for (int i = 0; i < 6; i++)
+        rc = rc ? rc : bind_count(st, 4 + i, counts[i]);
+    rc = rc ? rc : bind_real(st, 10, e->latency_p50_us);
+    rc = rc ? rc : bind_real(st, 11, e->latency_p99_us);
+    rc = rc ? rc : bind_real(st, 12, e->latency_max_us);
+    rc = rc ? rc : bind_real(st, 13, e->seconds);
+    rc = rc ? rc : bind_text(st, 14, t_end);
+    return rc;
+}
+
+static int sq_close(struct qes_recorder *r, const struct qes_run_end *end)
 {
     struct rec_sqlite *s = (struct rec_sqlite *)r;
     if (s->closed)
@@ -725,13 +787,12 @@ static int sq_close(struct qes_recorder *r, int status)
     /* Even after another failure (a replay that disagrees with the file),
      * commit what was recorded: those rows are valid and the status tells
      * the reader how the run ended. */
-    if (s->have_run && !(rc = txn_enter(s))) {
-        char t[QES_UTC_LEN];
+    if (s->have_run && end && !(rc = txn_enter(s))) {
+        char t[QES_UTC_LEN], t_end[QES_UTC_LEN];
         qes_utc_format(qes_utc_now_ns(), t);
+        qes_utc_format(end->t_end_ns, t_end);
         sqlite3_stmt *st = s->st[ST_STATUS];
-        int src = bind_text(st, 1, s->run_id);
-        src = src ? src : sqlite3_bind_int(st, 2, status);
-        src = src ? src : bind_text(st, 3, t);
+        int src = bind_run_end(st, s->run_id, end, t, t_end);
         if (src) {
             sqlite3_reset(st);
             rc = sq_fail(s, src, "binding the run status");
@@ -807,6 +868,37 @@ static int set_wal(struct rec_sqlite *s)
     return code;
 }
 
+/* Inside BEGIN IMMEDIATE: add the columns of runs_added that runs lacks (a
+ * file recorded by an earlier qes of schema version 1). */
+static int add_run_columns(struct rec_sqlite *s)
+{
+    enum { N_ADDED = sizeof runs_added / sizeof runs_added[0] };
+    int have[N_ADDED] = {0};
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "SELECT name FROM pragma_table_info('runs')", -1, &st, NULL);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        for (size_t i = 0; name && i < N_ADDED; i++)
+            if (!strcasecmp(name, runs_added[i].name))
+                have[i] = 1;
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return sq_fail(s, rc, "reading the columns of runs");
+    for (size_t i = 0; i < N_ADDED; i++) {
+        if (have[i])
+            continue;
+        char sql[160];
+        snprintf(sql, sizeof sql, "ALTER TABLE runs ADD COLUMN %s %s", runs_added[i].name,
+                 runs_added[i].type);
+        int code = exec(s, sql, "adding the run end columns to runs");
+        if (code)
+            return code;
+    }
+    return 0;
+}
+
 /* Inside BEGIN IMMEDIATE: refuse files this version does not understand,
  * then create what is missing. */
 static int schema_check(struct rec_sqlite *s)
@@ -873,7 +965,7 @@ static int schema_check(struct rec_sqlite *s)
                  sqlite3_errmsg(s->db));
         return sq_fail_msg(s, QES_EDB, msg);
     }
-    return 0;
+    return add_run_columns(s);
 }
 
 /*

@@ -6,7 +6,8 @@
  * subscribe (to "" for everything, or to a prefix such as
  * `{"type":"summary"`).  Each message is the record's JSON text exactly as
  * the JSON Lines sink writes it, without the newline: run record first, then
- * blocks and summaries.
+ * blocks and summaries, and at close the run_end record (record.h), counted
+ * like the others.
  *
  * Best effort, by design: the stream must never slow down or stop a
  * measurement, so a send never blocks (ZMQ_DONTWAIT) and a message that
@@ -25,8 +26,12 @@
  *    they count as sent (n_acked) because nobody was there to miss them;
  *  - a subscriber that connects after the start misses what was sent before
  *    (the run record included): the ZeroMQ "slow joiner";
- *  - messages still queued at close are discarded (ZMQ_LINGER 0), so that the
- *    process never waits for a slow or vanished dashboard.
+ *  - messages still queued at close are discarded, so that the process never
+ *    waits long for a slow or vanished dashboard: the socket lingers
+ *    CLOSE_LINGER_MS (200 ms) at close, time enough for the I/O thread to
+ *    hand the last messages, the run_end among them, to the kernel on a
+ *    connection that is flowing; records are never held up meanwhile
+ *    (ZMQ_LINGER 0 until close).
  * Other send failures (none is expected on a live socket) are counted as lost
  * too, the first one's message kept in errmsg; no record call fails for the
  * network, only for an invalid record.
@@ -46,6 +51,7 @@
 #include <string.h>
 
 #define ZMQ_HWM_DEFAULT 1000
+#define CLOSE_LINGER_MS 200
 
 struct rec_zmq {
     struct qes_recorder base;
@@ -107,7 +113,7 @@ static int zmq_publish(struct rec_zmq *z, int rc_fmt, char *buf, size_t len)
     return 0;
 }
 
-enum zmq_kind { ZK_RUN, ZK_BLOCK, ZK_SUMMARY };
+enum zmq_kind { ZK_RUN, ZK_BLOCK, ZK_SUMMARY, ZK_END };
 
 /* Format a record with the shared JSON writers and publish it. */
 static int zmq_record(struct rec_zmq *z, enum zmq_kind kind, const struct qes_run_rec *run,
@@ -121,16 +127,18 @@ static int zmq_record(struct rec_zmq *z, enum zmq_kind kind, const struct qes_ru
                  z->endpoint);
         return QES_ENOMEM;
     }
-    int rc = kind == ZK_RUN     ? qes_run_json(f, run)
-             : kind == ZK_BLOCK ? qes_block_json(f, run, rec)
-                                : qes_summary_json(f, run, rec);
+    int rc = kind == ZK_RUN       ? qes_run_json(f, run)
+             : kind == ZK_BLOCK   ? qes_block_json(f, run, rec)
+             : kind == ZK_SUMMARY ? qes_summary_json(f, run, rec)
+                                  : qes_run_end_json(f, z->run_id, rec);
     if (fclose(f) != 0 && !rc)
         rc = QES_ENOMEM;
     if (rc == QES_EINVAL)
         snprintf(z->base.errmsg, sizeof z->base.errmsg, "%s: invalid %s record", z->base.target,
-                 kind == ZK_RUN     ? "run (input description not valid JSON)"
-                 : kind == ZK_BLOCK ? "block"
-                                    : "summary");
+                 kind == ZK_RUN       ? "run (input description not valid JSON)"
+                 : kind == ZK_BLOCK   ? "block"
+                 : kind == ZK_SUMMARY ? "summary"
+                                      : "run_end");
     else if (rc)
         snprintf(z->base.errmsg, sizeof z->base.errmsg, "ZeroMQ stream %s: out of memory",
                  z->endpoint);
@@ -206,12 +214,18 @@ static void zmq_release(struct rec_zmq *z)
     z->ctx = NULL;
 }
 
-static int zmq_close_op(struct qes_recorder *r, int status)
+static int zmq_close_op(struct qes_recorder *r, const struct qes_run_end *end)
 {
     struct rec_zmq *z = (struct rec_zmq *)r;
-    (void)status; /* dashboards learn the end from the summaries */
     if (!z->closed) {
         z->closed = 1;
+        /* the run_end last; a failure to format it (out of memory) stays in
+         * errmsg, as a drop would, and does not fail the run */
+        if (end && z->have_run)
+            (void)zmq_record(z, ZK_END, NULL, end);
+        int linger = CLOSE_LINGER_MS;
+        if (z->sock)
+            (void)zmq_setsockopt(z->sock, ZMQ_LINGER, &linger, sizeof linger);
         zmq_release(z);
     }
     /* Drops are reported through n_lost by the caller, never as an error. */

@@ -2,9 +2,10 @@
  * Records and recorders (sinks).
  *
  * Every run writes one run record first, then block records as blocks
- * complete and summary records at the end (and periodically in a live run).
- * Field meanings are the output contract of DESIGN.md.  Numbers are written
- * with %.17g in the C locale; NaN and infinities become JSON null / SQL NULL.
+ * complete and summary records at the end (and periodically in a live run),
+ * and, when it closes, one run_end record saying how it ended.  Field
+ * meanings are the output contract of DESIGN.md.  Numbers are written with
+ * %.17g in the C locale; NaN and infinities become JSON null / SQL NULL.
  */
 #ifndef QES_PIPELINE_RECORD_H
 #define QES_PIPELINE_RECORD_H
@@ -92,6 +93,35 @@ struct qes_summary_rec {
     struct qes_scalar_summary v; /* SCALAR */
 };
 
+/*
+ * How a run ended, given to every sink at close (struct qes_run_end).  The
+ * JSON text (qes_run_end_json, the last line of a JSON Lines file and the
+ * last message of a live stream) is, in this order:
+ *   {"type":"run_end","run":ID,"status":S,"samples":N,"lost":N,"gaps":N,
+ *    "reconnects":N,"frames_dropped":N,"latency_n":N,"latency_p50_us":X,
+ *    "latency_p99_us":X,"latency_max_us":X,"seconds":X,"t_end":"...Z"}
+ * with the fields below (X null when not finite).  SQLite and PostgreSQL keep
+ * them in the columns of the same names of `runs` (t_end as the UTC text);
+ * the CSV sink in '#' comment lines after the rows.
+ */
+struct qes_run_end {
+    int status;              /* the run's exit status (0, 3, ...) */
+    uint64_t samples;        /* samples per channel processed */
+    uint64_t lost;           /* samples per channel lost in gaps */
+    uint64_t gaps;           /* gaps (a jump of the sample counter) */
+    uint64_t reconnects;     /* times a live source had to reconnect */
+    uint64_t frames_dropped; /* frames the acquisition ring could not keep */
+    uint64_t latency_n;      /* block records whose latency was measured */
+    /* Latency of block records as the live pipeline measures it, in
+     * microseconds: median, 99th percentile, maximum; NaN when
+     * latency_n == 0. */
+    double latency_p50_us, latency_p99_us, latency_max_us;
+    double seconds;   /* host wall time of the run; NaN when not measured (a
+                         replay: its records depend only on its input) */
+    int64_t t_end_ns; /* UTC of the end of the data (live: host clock at the
+                         end; replay: t_start + (samples + lost) / fs) */
+};
+
 struct qes_recorder;
 
 struct qes_recorder_ops {
@@ -101,9 +131,9 @@ struct qes_recorder_ops {
                  const struct qes_block_rec *b);
     int (*summary)(struct qes_recorder *r, const struct qes_run_rec *run,
                    const struct qes_summary_rec *s);
-    /* Commit everything; after close only destroy is called.  status: the
-     * run's exit status, recorded where the sink can. */
-    int (*close)(struct qes_recorder *r, int status);
+    /* Record how the run ended (end, never NULL; written only when a run
+     * record was), commit everything; after close only destroy is called. */
+    int (*close)(struct qes_recorder *r, const struct qes_run_end *end);
     /* Optional (may be NULL): commit what is pending; called by the recorder
      * thread when no record has arrived for a while, so that an idle live run
      * does not keep a batch uncommitted. */
@@ -165,6 +195,10 @@ int qes_rec_zmq_open(const char *target, const struct qes_recorder_opts *opts,
 int qes_block_json(FILE *f, const struct qes_run_rec *run, const struct qes_block_rec *b);
 int qes_summary_json(FILE *f, const struct qes_run_rec *run, const struct qes_summary_rec *s);
 int qes_run_json(FILE *f, const struct qes_run_rec *run);
+/* The run_end record of run run_id (the id text, at most 36 characters). */
+int qes_run_end_json(FILE *f, const char *run_id, const struct qes_run_end *end);
+/* A run_end of a status alone: counts 0, latencies and seconds NaN, t_end 0. */
+struct qes_run_end qes_run_end_of_status(int status);
 /* A budget as a JSON array into a malloc'd string. */
 char *qes_budget_json(const struct qes_phasor_summary *s);
 

@@ -117,9 +117,66 @@ struct meas {
     uint64_t summary_seq;
 };
 
+/* Latency histogram (see struct qes_runtime_stats): fine bins of LAT_FINE_NS
+ * up to LAT_FINE_N of them, then coarse bins of LAT_COARSE_NS. */
+#define LAT_FINE_NS   100
+#define LAT_FINE_N    10000
+#define LAT_COARSE_NS 10000
+#define LAT_COARSE_N  10000
+
+struct lat_hist {
+    uint64_t fine[LAT_FINE_N], coarse[LAT_COARSE_N], over, n;
+    int64_t max_ns;
+};
+
+static void lat_add(struct lat_hist *h, int64_t ns)
+{
+    if (ns < 0)
+        ns = 0;
+    h->n++;
+    if (ns > h->max_ns)
+        h->max_ns = ns;
+    if (ns < (int64_t)LAT_FINE_NS * LAT_FINE_N)
+        h->fine[ns / LAT_FINE_NS]++;
+    else if (ns < (int64_t)LAT_COARSE_NS * LAT_COARSE_N)
+        h->coarse[ns / LAT_COARSE_NS]++;
+    else
+        h->over++;
+}
+
+/* Upper edge of the bin holding the q-quantile, in us; the max for the top. */
+static double lat_quantile_us(const struct lat_hist *h, double q)
+{
+    if (h->n == 0)
+        return NAN;
+    uint64_t want = (uint64_t)ceil(q * (double)h->n), seen = 0;
+    if (want < 1)
+        want = 1;
+    for (size_t i = 0; i < LAT_FINE_N; i++) {
+        seen += h->fine[i];
+        if (seen >= want)
+            return fmin(1e-3 * (double)((i + 1) * LAT_FINE_NS), 1e-3 * (double)h->max_ns);
+    }
+    for (size_t i = 0; i < LAT_COARSE_N; i++) {
+        seen += h->coarse[i];
+        if (seen >= want)
+            return fmin(1e-3 * (double)((i + 1) * LAT_COARSE_NS), 1e-3 * (double)h->max_ns);
+    }
+    return 1e-3 * (double)h->max_ns;
+}
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 struct rt {
     const struct qes_runtime_desc *d;
-    struct qes_recq *q; /* the recorder thread's queue */
+    struct qes_recq *q;   /* the recorder thread's queue */
+    struct lat_hist *lat; /* live runs */
+    int64_t arrival_ns;   /* of the frame being processed; 0 = not live */
     struct qes_runtime_stats *st;
     struct meas *m;
     size_t n_m;
@@ -154,9 +211,14 @@ int qes_block_samples(const struct qes_cfg_measure *m, double fs_hz, size_t *n, 
 
 static int emit_all(struct rt *rt, int is_summary, const void *rec)
 {
-    if (rt->q)
-        return is_summary ? qes_recq_summary(rt->q, rec, rt->err, rt->errlen)
-                          : qes_recq_block(rt->q, rec, rt->err, rt->errlen);
+    if (rt->q) {
+        if (is_summary)
+            return qes_recq_summary(rt->q, rec, rt->err, rt->errlen);
+        int rc = qes_recq_block(rt->q, rec, rt->err, rt->errlen);
+        if (!rc && rt->arrival_ns && rt->lat)
+            lat_add(rt->lat, mono_ns() - rt->arrival_ns);
+        return rc;
+    }
     for (size_t i = 0; i < rt->d->n_recs; i++) {
         struct qes_recorder *r = rt->d->recs[i];
         int rc = is_summary ? r->ops->summary(r, rt->d->run, rec)
@@ -366,7 +428,7 @@ static int feed_blocks(struct rt *rt, struct meas *m, const struct qes_frame *f)
 {
     const unsigned nch = f->n_channels;
     const unsigned ci = m->ch->index;
-    const double gain = m->ch->gain, offset = m->ch->offset, clip = m->ch->clip_counts;
+    const double gain = qes_cfg_gain(m->ch), offset = m->ch->offset, clip = m->ch->clip_counts;
     size_t i = 0;
     while (i < f->n) {
         uint64_t a = f->first_sample + i;
@@ -412,10 +474,10 @@ static int feed_stream(struct rt *rt, struct meas *m, const struct qes_frame *f)
 {
     const unsigned nch = f->n_channels;
     const struct qes_cfg_channel *ch = m->ch, *pc = m->pol_ch;
-    int clipped = extract(f->samples + ch->index, nch, f->n, ch->gain, ch->offset, ch->clip_counts,
-                          m->xs);
+    int clipped = extract(f->samples + ch->index, nch, f->n, qes_cfg_gain(ch), ch->offset,
+                          ch->clip_counts, m->xs);
     if (pc)
-        extract(f->samples + pc->index, nch, f->n, pc->gain, pc->offset, 0, m->ps);
+        extract(f->samples + pc->index, nch, f->n, qes_cfg_gain(pc), pc->offset, 0, m->ps);
     if (clipped)
         rt->st->clip_blocks++; /* streaming methods flag their own outputs */
     return m->meth->feed(rt, m, m->xs, pc ? m->ps : NULL, f->n, f->first_sample, f->host_time_ns,
@@ -1870,12 +1932,20 @@ int qes_runtime_execute(const struct qes_runtime_desc *d, struct qes_runtime_sta
                         size_t errlen)
 {
     memset(st, 0, sizeof *st);
+    st->latency_p50_us = st->latency_p99_us = st->latency_max_us = NAN;
     const struct qes_config *cfg = d->cfg;
     struct rt rt = {.d = d, .st = st, .fs = d->src->sample_rate_hz, .err = err, .errlen = errlen};
-    int rc = 0;
+    int rc = 0, src_rc = 0;
     rt.m = calloc(cfg->n_measure ? cfg->n_measure : 1, sizeof *rt.m);
     if (!rt.m)
         return QES_ENOMEM;
+    if (d->live) {
+        rt.lat = calloc(1, sizeof *rt.lat);
+        if (!rt.lat) {
+            free(rt.m);
+            return QES_ENOMEM;
+        }
+    }
     rt.n_m = cfg->n_measure;
     size_t max_block = 0;
     for (size_t i = 0; i < rt.n_m; i++) {
@@ -2003,11 +2073,18 @@ int qes_runtime_execute(const struct qes_runtime_desc *d, struct qes_runtime_sta
         int r = qes_source_read(d->src, &f, chunk);
         if (r < 0) {
             qes_errf(err, errlen, "%s", d->src->errmsg[0] ? d->src->errmsg : qes_strerror(r));
-            rc = r;
-            goto out;
+            if (!d->live) {
+                rc = r;
+                goto out;
+            }
+            /* a live source failed: what was measured still gets its summaries */
+            src_rc = r;
+            st->source_failed = 1;
+            break;
         }
         if (r == 0)
             break;
+        rt.arrival_ns = f.arrival_ns;
         if (f.lost_before) {
             st->lost += f.lost_before;
             st->gaps++;
@@ -2037,10 +2114,13 @@ int qes_runtime_execute(const struct qes_runtime_desc *d, struct qes_runtime_sta
         if (rc)
             goto out;
     }
+    rt.arrival_ns = 0; /* blocks completed at the end are not latency samples */
     st->seconds = mono_s() - t0;
     if (d->progress)
         progress(&rt, t0, 1);
     rc = summaries(&rt, 1);
+    if (!rc && src_rc)
+        rc = src_rc; /* err already holds the source's message */
 out:
     if (rt.q) {
         /* drain what was queued even after an error, so that every record
@@ -2069,6 +2149,13 @@ out:
         free(m->ps);
     }
     free(rt.m);
+    if (rt.lat) {
+        st->latency_n = rt.lat->n;
+        st->latency_p50_us = lat_quantile_us(rt.lat, 0.50);
+        st->latency_p99_us = lat_quantile_us(rt.lat, 0.99);
+        st->latency_max_us = rt.lat->n ? 1e-3 * (double)rt.lat->max_ns : NAN;
+        free(rt.lat);
+    }
     (void)max_block;
     return rc;
 }

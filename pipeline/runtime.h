@@ -41,12 +41,24 @@ struct qes_runtime_stats {
     uint64_t blocks; /* block records per harmonic, all measurements */
     uint64_t gap_blocks, clip_blocks, partial_blocks, quality_blocks;
     double seconds; /* host wall time of the loop */
+    /* Live sources (frames with arrival_ns): latency from the arrival of a
+     * block's last sample to its record entering the recorder queue, over
+     * every block record, in microseconds (NaN when latency_n == 0).
+     * Percentiles come from a histogram of 0.1 us bins up to 1 ms and 10 us
+     * bins up to 100 ms (the bin's upper edge is reported); the max is exact. */
+    uint64_t latency_n;
+    double latency_p50_us, latency_p99_us, latency_max_us;
+    /* a live source failed: the loop stopped early, final summaries were
+     * written, and the source's error is returned */
+    int source_failed;
 };
 
 /*
  * Run to the end of the source (or until *stop).  Returns 0 or a negative
  * code with a message in err (configuration that cannot be processed:
- * QES_ECONFIG; source or recorder failure: the failing code).
+ * QES_ECONFIG; source or recorder failure: the failing code).  In a live run
+ * (desc->live) a source failure still finishes the open blocks and writes
+ * final summaries before returning its code (stats->source_failed = 1).
  */
 int qes_runtime_execute(const struct qes_runtime_desc *desc, struct qes_runtime_stats *stats,
                         char *err, size_t errlen);

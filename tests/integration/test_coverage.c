@@ -177,10 +177,10 @@ static int mr_summary(struct qes_recorder *r, const struct qes_run_rec *run,
     return 0;
 }
 
-static int mr_close(struct qes_recorder *r, int status)
+static int mr_close(struct qes_recorder *r, const struct qes_run_end *end)
 {
     (void)r;
-    (void)status;
+    (void)end;
     return 0;
 }
 

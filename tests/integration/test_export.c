@@ -5,8 +5,12 @@
  * for phasor measurements (two interleaved ones), quality figures and flags,
  * and scalar (reversal) records.  Two runs in one database: `runs` lists
  * both, --run selects one by a prefix, an export of all is the two sinks'
- * outputs one after the other.  Bad input: exit status 1 (usage) or 2
- * (input) with a message naming the problem, nothing on stdout.
+ * outputs one after the other.  How a run ended (the run_end record, CSV
+ * comment lines after the rows): the numbers of a replay with a gap, in the
+ * JSONL and in the runs table, exported byte for byte; a database of a qes
+ * without the run end columns opens, gets them, and exports as that qes
+ * wrote.  Bad input: exit status 1 (usage) or 2 (input) with a message
+ * naming the problem, nothing on stdout.
  *
  * The commands run through the qes executable (QES_EXPORT_VIA_EXE 1, the
  * default); with 0 the same tests call qes_cmd_export / qes_cmd_runs in this
@@ -398,7 +402,8 @@ Test(export, ambiguous_prefix_and_empty_runs)
                                   .sample_rate_hz = 1};
         snprintf(run.id, sizeof run.id, "%s", ids[i]);
         cr_assert_eq(r->ops->run(r, &run), 0, "%s", r->errmsg);
-        cr_assert_eq(r->ops->close(r, 0), 0, "%s", r->errmsg);
+        struct qes_run_end end = qes_run_end_of_status(0);
+        cr_assert_eq(r->ops->close(r, &end), 0, "%s", r->errmsg);
         qes_recorder_destroy(r);
     }
     fails(2, NEEDLES("--run abcd: matches several runs", ids[0], ids[1]), "export", path_in("a.db"),
@@ -414,9 +419,252 @@ Test(export, ambiguous_prefix_and_empty_runs)
     cr_assert_eq(qx(&out, &err, "export", path_in("a.db"), "--to", "jsonl", "--run", "abcd1", NULL),
                  0, "%s", err);
     cr_assert_eq(strncmp(out, "{\"type\":\"run\",\"run\":\"abcd1111-", 30), 0, "%s", out);
-    cr_assert_eq(strchr(out, '\n') - out + 1, (long)strlen(out), "one line: %s", out);
+    /* the run record, then how it ended (closed with status 0) */
+    const char *l2 = strchr(out, '\n') + 1;
+    cr_assert_eq(strncmp(l2, "{\"type\":\"run_end\",\"run\":\"abcd1111-", 34), 0, "%s", out);
+    cr_assert_eq(strchr(l2, '\n') - out + 1, (long)strlen(out), "two lines: %s", out);
     free(out);
     free(err);
+    itest_dir_clean();
+}
+
+/* ---- how runs ended ------------------------------------------------------------- */
+
+/* A 1 kHz capture of 1000 samples with samples 55..99 lost (a second capture
+ * segment at index 100), one 100 Hz measurement in blocks of 10 samples, as
+ * tests/integration/test_replay.c writes it: exit status 3. */
+static void write_gap_capture(const char *name)
+{
+    char err[1024];
+    const char *cfg_json =
+            "{\"qes:config\":\"[channel.dut]\\nindex = 0\\n[measure.m]\\nchannel = dut\\n"
+            "freq_hz = 100\\nblock_periods = 1\\n\"}";
+    struct qes_sigmf_writer_desc d = {.path = path_in(name),
+                                      .dtype = QES_DT_RF64_LE,
+                                      .sample_rate_hz = 1000,
+                                      .num_channels = 1,
+                                      .datetime_ns = 0,
+                                      .extra_global_json = cfg_json};
+    struct qes_sigmf_writer *w;
+    cr_assert_eq(qes_sigmf_writer_create(&d, &w, err, sizeof err), 0, "%s", err);
+    double buf[1000];
+    for (int i = 0; i < 1000; i++)
+        buf[i] = sqrt(2.0) * cos(2 * 3.14159265358979323846 * 100 * i / 1000.0);
+    cr_assert_eq(qes_sigmf_writer_write(w, buf, 55), 0);
+    cr_assert_eq(qes_sigmf_writer_new_capture(w, 100, 100000000), 0);
+    cr_assert_eq(qes_sigmf_writer_write(w, buf + 100, 900), 0);
+    cr_assert_eq(qes_sigmf_writer_close(w, err, sizeof err), 0, "%s", err);
+}
+
+/* The last line of a text (without its newline), malloc'd. */
+static char *last_line(const char *text)
+{
+    size_t n = strlen(text);
+    cr_assert(n > 1 && text[n - 1] == '\n');
+    const char *p = text + n - 1;
+    while (p > text && p[-1] != '\n')
+        p--;
+    return strndup(p, (size_t)(text + n - 1 - p));
+}
+
+/*
+ * The run end of a replay with a gap: 955 samples processed, 45 lost in 1
+ * gap, exit status 3; nothing live measured (0 and null); no wall time in a
+ * replay (seconds null, so that replays stay byte-identical); t_end the end
+ * of the data, 1000 samples at 1 kHz after t_start = 0.  The JSONL's last
+ * line says so, the CSV's last comment lines too, the runs row holds it, and
+ * the export gives both files back byte for byte, also after the same run
+ * was replayed into the database again.
+ */
+Test(export, run_end_of_a_replay_with_a_gap)
+{
+    itest_dir_make();
+    write_gap_capture("gap");
+    replay_to("gap.sigmf-meta", NULL, 3, "g.db", "g.jsonl", "g.csv");
+    char *jl = slurp("g.jsonl");
+    char *end = last_line(jl);
+    char id[37];
+    run_id_of("g.jsonl", id);
+    char want[1024];
+    snprintf(want, sizeof want,
+             "{\"type\":\"run_end\",\"run\":\"%s\",\"status\":3,\"samples\":955,\"lost\":45,"
+             "\"gaps\":1,\"reconnects\":0,\"frames_dropped\":0,\"latency_n\":0,"
+             "\"latency_p50_us\":null,\"latency_p99_us\":null,\"latency_max_us\":null,"
+             "\"seconds\":null,\"t_end\":\"1970-01-01T00:00:01.000000000Z\"}",
+             id);
+    cr_assert_str_eq(end, want);
+    int n_end = 0;
+    for (const char *q = jl; (q = strstr(q, "\"type\":\"run_end\"")); q++)
+        n_end++;
+    cr_assert_eq(n_end, 1, "one run_end line (the last)");
+    free(end);
+    free(jl);
+    char *csv = slurp("g.csv");
+    const char *tail = strstr(csv, "# qes run end\n");
+    cr_assert_not_null(tail, "%s", csv);
+    cr_assert_str_eq(tail, "# qes run end\n# status: 3\n# samples: 955\n# lost: 45\n# gaps: 1\n"
+                           "# reconnects: 0\n# frames_dropped: 0\n# latency_n: 0\n"
+                           "# latency_p50_us:\n# latency_p99_us:\n# latency_max_us:\n"
+                           "# seconds:\n# t_end: 1970-01-01T00:00:01.000000000Z\n");
+    free(csv);
+
+    sqlite3 *h;
+    cr_assert_eq(sqlite3_open_v2(path_in("g.db"), &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_prepare_v2(h,
+                                    "SELECT status, samples, lost, gaps, reconnects,"
+                                    " frames_dropped, latency_n, latency_p50_us IS NULL,"
+                                    " latency_p99_us IS NULL, latency_max_us IS NULL,"
+                                    " seconds IS NULL, t_end FROM runs",
+                                    -1, &st, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(h));
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    const long long expect[11] = {3, 955, 45, 1, 0, 0, 0, 1, 1, 1, 1};
+    for (int i = 0; i < 11; i++)
+        cr_assert_eq(sqlite3_column_int64(st, i), expect[i], "column %d", i);
+    cr_assert_str_eq((const char *)sqlite3_column_text(st, 11), "1970-01-01T00:00:01.000000000Z");
+    cr_assert_eq(sqlite3_step(st), SQLITE_DONE, "one run");
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+
+    export_equals("g.jsonl", "g.db", "--to", "jsonl", NULL);
+    export_equals("g.csv", "g.db", "--to", "csv", NULL);
+    /* the same run again into the database: its run end is set again, to the
+     * same values */
+    replay_to("gap.sigmf-meta", NULL, 3, "g.db", NULL, NULL);
+    export_equals("g.jsonl", "g.db", "--to", "jsonl", NULL);
+    export_equals("g.csv", "g.db", "--to", "csv", NULL);
+    itest_dir_clean();
+}
+
+/* The SQLite schema of a qes whose runs table had no run end columns (its
+ * rec_sqlite.c, verbatim), with a run it recorded and closed. */
+static const char old_schema_sql[] =
+        "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS runs("
+        " id TEXT PRIMARY KEY, command TEXT, version TEXT, build TEXT, config_sha256 TEXT,"
+        " config TEXT, input TEXT, t_start TEXT, sample_rate_hz REAL, status INTEGER,"
+        " closed_utc TEXT);"
+        "CREATE TABLE IF NOT EXISTS blocks("
+        " run TEXT NOT NULL REFERENCES runs(id), measure TEXT NOT NULL, channel TEXT,"
+        " kind TEXT CHECK(kind IN ('phasor', 'scalar')), harmonic INTEGER NOT NULL,"
+        " seq INTEGER NOT NULL, sample_start INTEGER, n_samples INTEGER, t TEXT, freq_hz REAL,"
+        " x REAL, y REAL, r REAL, phase_rad REAL, value REAL, u REAL, unit TEXT, enbw_hz REAL,"
+        " thd REAL, sinad_db REAL, sfdr_db REAL, flags TEXT,"
+        " UNIQUE(run, measure, harmonic, seq));"
+        "CREATE TABLE IF NOT EXISTS summaries("
+        " run TEXT NOT NULL REFERENCES runs(id), measure TEXT NOT NULL, channel TEXT,"
+        " kind TEXT CHECK(kind IN ('phasor', 'scalar')), harmonic INTEGER NOT NULL,"
+        " seq INTEGER NOT NULL, n_blocks INTEGER, n_excluded INTEGER, freq_hz REAL, x REAL,"
+        " y REAL, r REAL, phase_rad REAL, value REAL, unit TEXT, u_x REAL, u_y REAL, u_r REAL,"
+        " u_phase_rad REAL, u REAL, dof REAL, k REAL, U_r_expanded REAL, U_expanded REAL,"
+        " coverage REAL, budget TEXT, flags TEXT, UNIQUE(run, measure, harmonic, seq));"
+        "INSERT INTO meta(key, value) VALUES('schema_version', 1) ON CONFLICT DO NOTHING;"
+        "INSERT INTO runs VALUES('0ld00000-0000-8000-8000-000000000000', 'replay', '0.0.9',"
+        " 'old', '00', '[x]', 'null', '2026-11-27T00:00:00.000000000Z', 1000, 0,"
+        " '2026-11-27T00:00:01.000000000Z');"
+        "INSERT INTO blocks(run, measure, channel, kind, harmonic, seq, sample_start, n_samples,"
+        " t, freq_hz, x, y, r, phase_rad, unit, enbw_hz, flags) VALUES"
+        " ('0ld00000-0000-8000-8000-000000000000', 'm', 'dut', 'phasor', 1, 0, 0, 10,"
+        " '2026-11-27T00:00:00.000000000Z', 100, 0.5, -0.25, 0.5590169943749474,"
+        " -0.4636476090008061, 'V', 100, '[]');";
+
+/* What that qes's JSON Lines sink wrote for its run: no run_end line. */
+static const char old_jsonl[] =
+        "{\"type\":\"run\",\"run\":\"0ld00000-0000-8000-8000-000000000000\","
+        "\"command\":\"replay\",\"version\":\"0.0.9\",\"build\":\"old\","
+        "\"config_sha256\":\"00\",\"config\":\"[x]\",\"input\":null,"
+        "\"t_start\":\"2026-11-27T00:00:00.000000000Z\",\"sample_rate_hz\":1000}\n"
+        "{\"type\":\"block\",\"run\":\"0ld00000-0000-8000-8000-000000000000\","
+        "\"measure\":\"m\",\"channel\":\"dut\",\"harmonic\":1,\"seq\":0,"
+        "\"sample_start\":0,\"n_samples\":10,\"t\":\"2026-11-27T00:00:00.000000000Z\","
+        "\"freq_hz\":100,\"x\":0.5,\"y\":-0.25,\"r\":0.55901699437494745,"
+        "\"phase_rad\":-0.46364760900080609,\"enbw_hz\":100,\"unit\":\"V\",\"flags\":[]}\n";
+
+/* Number of run end columns in the runs table of DB. */
+static long long run_end_columns(const char *db)
+{
+    sqlite3 *h;
+    cr_assert_eq(sqlite3_open_v2(path_in(db), &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_prepare_v2(h,
+                                    "SELECT count(*) FROM pragma_table_info('runs') WHERE name"
+                                    " IN ('samples', 'lost', 'gaps', 'reconnects',"
+                                    " 'frames_dropped', 'latency_n', 'latency_p50_us',"
+                                    " 'latency_p99_us', 'latency_max_us', 'seconds', 't_end')",
+                                    -1, &st, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(h));
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    long long n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return n;
+}
+
+/*
+ * A database written by a qes without the run end columns: exported as that
+ * qes wrote it (no run_end line, no run end comments), before and after this
+ * qes records into it; recording adds the columns (schema_version stays 1),
+ * and the new run exports byte for byte with its run end.
+ */
+Test(export, database_without_run_end_columns)
+{
+    itest_dir_make();
+    sqlite3 *h;
+    cr_assert_eq(sqlite3_open(path_in("old.db"), &h), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(h, old_schema_sql, NULL, NULL, NULL), SQLITE_OK, "%s",
+                 sqlite3_errmsg(h));
+    sqlite3_close(h);
+    cr_assert_eq(qes_test_write(path_in("old.jsonl"), old_jsonl), 0);
+    cr_assert_eq(run_end_columns("old.db"), 0);
+    export_equals("old.jsonl", "old.db", "--to", "jsonl", NULL);
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(qx(&out, &err, "export", path_in("old.db"), "--to", "csv", NULL), 0, "%s", err);
+    static const char head[] = "# qes run record\n# run: 0ld00000-";
+    cr_assert(!strncmp(out, head, sizeof head - 1), "%s", out);
+    cr_assert_null(strstr(out, "run end"), "%s", out);
+    char *last = last_line(out);
+    cr_assert(!strncmp(last, "block,0ld00000-", 15), "the block row is not the last line: %s", out);
+    free(last);
+    free(out);
+    free(err);
+
+    /* this qes records into it: the columns are added, the old run keeps
+     * NULL there */
+    write_gap_capture("gap");
+    replay_to("gap.sigmf-meta", NULL, 3, "old.db", "new.jsonl", "new.csv");
+    cr_assert_eq(run_end_columns("old.db"), 11);
+    cr_assert_eq(sqlite3_open_v2(path_in("old.db"), &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_prepare_v2(h,
+                                    "SELECT (SELECT value FROM meta WHERE key ="
+                                    " 'schema_version'), (SELECT count(*) FROM runs WHERE id LIKE"
+                                    " '0ld%' AND status = 0 AND samples IS NULL AND t_end IS NULL),"
+                                    " (SELECT samples FROM runs WHERE id NOT LIKE '0ld%')",
+                                    -1, &st, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(h));
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_assert_eq(sqlite3_column_int64(st, 0), 1, "schema_version");
+    cr_assert_eq(sqlite3_column_int64(st, 1), 1, "the old run, untouched");
+    cr_assert_eq(sqlite3_column_int64(st, 2), 955, "the new run's samples");
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+
+    char id[37];
+    run_id_of("new.jsonl", id);
+    export_equals("new.jsonl", "old.db", "--to", "jsonl", "--run", id, NULL);
+    export_equals("new.csv", "old.db", "--to", "csv", "--run", id, NULL);
+    export_equals("old.jsonl", "old.db", "--to", "jsonl", "--run", "0ld", NULL);
+    /* all: the old run as it was written, then the new one */
+    char *b = slurp("new.jsonl");
+    char *both = malloc(strlen(old_jsonl) + strlen(b) + 1);
+    cr_assert_not_null(both);
+    strcpy(both, old_jsonl);
+    strcat(both, b);
+    cr_assert_eq(qes_test_write(path_in("both.jsonl"), both), 0);
+    free(both);
+    free(b);
+    export_equals("both.jsonl", "old.db", "--to", "jsonl", NULL);
     itest_dir_clean();
 }
 

@@ -266,7 +266,8 @@ Test(config, reference_ini_matches_table)
 Test(config, shipped_configs_validate)
 {
     static const char *const names[] = {"demo.ini",       "ac-josephson.ini", "zener-reversal.ini",
-                                        "pjvs-steps.ini", "lockin-demod.ini", "ccc-bridge.ini"};
+                                        "pjvs-steps.ini", "lockin-demod.ini", "ccc-bridge.ini",
+                                        "live-iio.ini"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char path[4096], err[1024] = "";
         snprintf(path, sizeof path, "%s/configs/%s", QES_SOURCE_DIR, names[i]);

@@ -12,6 +12,7 @@
  * never appear in a message.
  */
 #include "pipeline/record.h"
+#include "pipeline/spool.h"
 #include "common/err.h"
 #include "tests/testutil.h"
 
@@ -365,9 +366,75 @@ static void send_summaries(struct qes_recorder *r, const struct qes_run_rec *run
     }
 }
 
+/* How the runs of these tests end (status 0, so that a run's status tells
+ * that its close arrived); the live figures show their digits. */
+static struct qes_run_end test_end(void)
+{
+    struct qes_run_end e = qes_run_end_of_status(0);
+    e.samples = 1440000;
+    e.lost = 480;
+    e.gaps = 2;
+    e.reconnects = 3;
+    e.frames_dropped = 9;
+    e.latency_n = 3000;
+    e.latency_p50_us = 410.5;
+    e.latency_p99_us = 1999.9999999999998;
+    e.latency_max_us = 25000.125;
+    e.seconds = 30.000000001;
+    e.t_end_ns = 1795743236133456789LL;
+    return e;
+}
+
+/* The run end columns of run id as JSON text (row_to_json), keys as in the
+ * run_end record. */
+static json_t *run_end_row(PGconn *c, const char *id)
+{
+    const char *params[1] = {id};
+    PGresult *r = PQexecParams(c,
+                               "SELECT row_to_json(t)::text FROM (SELECT id AS run, status,"
+                               " samples, lost, gaps, reconnects, frames_dropped, latency_n,"
+                               " latency_p50_us, latency_p99_us, latency_max_us, seconds, t_end"
+                               " FROM runs WHERE id = $1) t",
+                               1, NULL, params, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+    cr_assert_eq(PQntuples(r), 1, "run %s: %d rows", id, PQntuples(r));
+    json_error_t je;
+    json_t *row = json_loads(PQgetvalue(r, 0, 0), 0, &je);
+    cr_assert(row, "row_to_json: %s", je.text);
+    PQclear(r);
+    return row;
+}
+
+static int json_same(json_t *a, json_t *b);
+
+/* The run end columns of run id hold test_end() (the record's JSON text,
+ * read back, without its type). */
+static void assert_run_end(PGconn *c, const char *id)
+{
+    struct qes_run_end e = test_end();
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert(f);
+    cr_assert_eq(qes_run_end_json(f, id, &e), 0);
+    cr_assert_eq(fclose(f), 0);
+    json_error_t je;
+    json_t *rec = json_loads(buf, 0, &je), *row = run_end_row(c, id);
+    cr_assert(rec, "%s", je.text);
+    json_object_del(rec, "type");
+    char *a = json_dumps(rec, 0), *b = json_dumps(row, 0);
+    cr_assert(json_same(rec, row), "run end: record %s, PostgreSQL %s", a, b);
+    free(a);
+    free(b);
+    free(buf);
+    json_decref(rec);
+    json_decref(row);
+}
+
 static void close_ok(struct qes_recorder *r)
 {
-    int rc = r->ops->close(r, 0);
+    struct qes_run_end end = test_end();
+    int rc = r->ops->close(r, &end);
     cr_assert_eq(rc, 0, "close: %s", r->errmsg);
     cr_assert_null(strstr(r->errmsg, SECRET), "the password shows: %s", r->errmsg);
 }
@@ -491,7 +558,8 @@ Test(pg, replay_rows_equal_jsonl)
         send_summaries(both[s], &run);
     }
     close_ok(pg);
-    cr_assert_eq(jl->ops->close(jl, 0), 0, "%s", jl->errmsg);
+    struct qes_run_end end = test_end();
+    cr_assert_eq(jl->ops->close(jl, &end), 0, "%s", jl->errmsg);
     cr_assert_eq(pg->n_acked, N_REPLAY + 4);
     cr_assert_eq(pg->n_lost, 0);
     qes_recorder_destroy(pg);
@@ -508,13 +576,22 @@ Test(pg, replay_rows_equal_jsonl)
     cr_assert(f);
     char *line = NULL;
     size_t cap = 0;
-    int n_block = 0, n_sum = 0, n_run = 0;
+    int n_block = 0, n_sum = 0, n_run = 0, n_end = 0;
     while (getline(&line, &cap, f) > 0) {
         json_error_t je;
         json_t *rec = json_loads(line, 0, &je);
         cr_assert(rec, "%s", je.text);
         const char *type = json_string_value(json_object_get(rec, "type"));
-        if (!strcmp(type, "run")) {
+        if (!strcmp(type, "run_end")) {
+            n_end++;
+            json_t *row = run_end_row(c, json_string_value(json_object_get(rec, "run")));
+            json_object_del(rec, "type");
+            char *a = json_dumps(rec, 0), *b = json_dumps(row, 0);
+            cr_assert(json_same(rec, row), "run_end: JSONL %s, PostgreSQL %s", a, b);
+            free(a);
+            free(b);
+            json_decref(row);
+        } else if (!strcmp(type, "run")) {
             n_run++;
             const char *params[1] = {json_string_value(json_object_get(rec, "run"))};
             PGresult *r = PQexecParams(c,
@@ -547,6 +624,7 @@ Test(pg, replay_rows_equal_jsonl)
     cr_assert_eq(n_run, 1);
     cr_assert_eq(n_block, N_REPLAY);
     cr_assert_eq(n_sum, 4);
+    cr_assert_eq(n_end, 1, "the run_end line is the JSON Lines file's last");
     PQfinish(c);
 }
 
@@ -587,6 +665,7 @@ Test(pg, server_stopped_mid_run_and_restarted)
     cr_assert_eq(q_int(c, "SELECT count(*) FROM summaries"), 4);
     assert_unique(c);
     cr_assert_eq(q_int(c, "SELECT count(*) FROM runs WHERE status = 0"), 1);
+    assert_run_end(c, "11111111-2222-4333-8444-555555555555");
     PQfinish(c);
 }
 
@@ -624,6 +703,8 @@ Test(pg, server_down_at_open_then_drained_on_next_open)
     cr_assert_eq(q_int(c, "SELECT count(*) FROM blocks"), 1200);
     cr_assert_eq(q_int(c, "SELECT count(*) FROM summaries"), 4);
     cr_assert_eq(q_int(c, "SELECT count(*) FROM runs WHERE status = 0"), 1);
+    /* the run end went through the spool too */
+    assert_run_end(c, "22222222-2222-4333-8444-555555555555");
     assert_unique(c);
     PQfinish(c);
 }
@@ -696,7 +777,8 @@ Test(pg, same_records_twice_no_duplicates)
     struct qes_block_rec b = make_block(10);
     b.x += 1e-15;
     cr_assert_eq(r->ops->block(r, &run, &b), 0, "%s", r->errmsg);
-    int rc = r->ops->close(r, 0);
+    struct qes_run_end end = test_end();
+    int rc = r->ops->close(r, &end);
     cr_assert_eq(rc, QES_EDB, "%s", qes_err_name(rc));
     cr_assert(strstr(r->errmsg, "already recorded with different values"), "%s", r->errmsg);
     qes_recorder_destroy(r);
@@ -705,7 +787,7 @@ Test(pg, same_records_twice_no_duplicates)
     other.config_sha256[0] = '0';
     r = open_pg(&o);
     cr_assert_eq(r->ops->run(r, &other), 0, "%s", r->errmsg);
-    rc = r->ops->close(r, 0);
+    rc = r->ops->close(r, &end);
     cr_assert_eq(rc, QES_EDB, "%s", qes_err_name(rc));
     cr_assert(strstr(r->errmsg, "different configuration"), "%s", r->errmsg);
     qes_recorder_destroy(r);
@@ -728,8 +810,9 @@ static void writer(const char *id, const char *spool)
         struct qes_block_rec b = make_block(i);
         ok = r[0]->ops->block(r[0], &run, &b) == 0 && r[1]->ops->block(r[1], &shared, &b) == 0;
     }
-    ok = ok && r[0]->ops->close(r[0], 0) == 0 && r[1]->ops->close(r[1], 0) == 0 && !r[0]->n_lost &&
-         !r[1]->n_lost;
+    struct qes_run_end end = test_end();
+    ok = ok && r[0]->ops->close(r[0], &end) == 0 && r[1]->ops->close(r[1], &end) == 0 &&
+         !r[0]->n_lost && !r[1]->n_lost;
     if (!ok)
         fprintf(stderr, "writer %s: %s | %s | %s\n", id, err, r[0] ? r[0]->errmsg : "",
                 r[1] ? r[1]->errmsg : "");
@@ -763,6 +846,116 @@ Test(pg, two_writers_one_database)
     cr_assert_eq(q_int(c, "SELECT count(*) FROM blocks"), 3 * 20000);
     cr_assert_eq(q_int(c, "SELECT count(*) FROM runs"), 3);
     assert_unique(c);
+    PQfinish(c);
+}
+
+/* The schema of a qes whose runs table had no run end columns (its
+ * rec_pg.c, verbatim), and a run it recorded and closed with status 3. */
+static const char old_schema_sql[] =
+        "CREATE TABLE IF NOT EXISTS qes_meta(key text PRIMARY KEY, value text NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS runs("
+        " id text PRIMARY KEY, command text, version text, build text, config_sha256 text,"
+        " config text, input text, t_start text, sample_rate_hz double precision,"
+        " status integer, closed_utc text);"
+        "CREATE TABLE IF NOT EXISTS blocks("
+        " run text NOT NULL, measure text NOT NULL, channel text,"
+        " kind text CHECK (kind IN ('phasor', 'scalar')), harmonic bigint NOT NULL,"
+        " seq bigint NOT NULL, sample_start bigint, n_samples bigint, t text,"
+        " freq_hz double precision, x double precision, y double precision,"
+        " r double precision, phase_rad double precision, value double precision,"
+        " u double precision, unit text, enbw_hz double precision, thd double precision,"
+        " sinad_db double precision, sfdr_db double precision, flags jsonb,"
+        " UNIQUE (run, measure, harmonic, seq));"
+        "CREATE TABLE IF NOT EXISTS summaries("
+        " run text NOT NULL, measure text NOT NULL, channel text,"
+        " kind text CHECK (kind IN ('phasor', 'scalar')), harmonic bigint NOT NULL,"
+        " seq bigint NOT NULL, n_blocks bigint, n_excluded bigint, freq_hz double precision,"
+        " x double precision, y double precision, r double precision,"
+        " phase_rad double precision, value double precision, unit text,"
+        " u_x double precision, u_y double precision, u_r double precision,"
+        " u_phase_rad double precision, u double precision, dof double precision,"
+        " k double precision, U_r_expanded double precision, U_expanded double precision,"
+        " coverage double precision, budget jsonb, flags jsonb,"
+        " UNIQUE (run, measure, harmonic, seq));"
+        "INSERT INTO qes_meta(key, value) VALUES ('schema_version', '1') ON CONFLICT DO NOTHING;"
+        "INSERT INTO runs(id, command, status, closed_utc) VALUES"
+        " ('66666666-0000-4000-8000-000000000000', 'replay', 3,"
+        " '2026-01-01T00:00:00.000000000Z');";
+
+#define RUN_END_COLUMNS                                                                     \
+    "SELECT count(*) FROM pg_attribute WHERE attrelid = 'runs'::regclass AND attnum > 0"    \
+    " AND NOT attisdropped AND attname IN ('samples', 'lost', 'gaps', 'reconnects',"        \
+    " 'frames_dropped', 'latency_n', 'latency_p50_us', 'latency_p99_us', 'latency_max_us'," \
+    " 'seconds', 't_end')"
+
+/* A database of a qes without the run end columns: opening it adds them
+ * (still schema_version 1), its old run keeps NULL there, a new run records
+ * them; a second open leaves the table alone. */
+Test(pg, old_schema_gets_the_run_end_columns)
+{
+    NEED_PG();
+    PGconn *c = db();
+    PGresult *res = PQexec(c, old_schema_sql);
+    cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+    PQclear(res);
+    cr_assert_eq(q_int(c, RUN_END_COLUMNS), 0);
+    struct qes_recorder_opts o = {.spool_path = work("spool.db")};
+    const char *id = "77777777-2222-4333-8444-555555555555";
+    for (int pass = 0; pass < 2; pass++) {
+        struct qes_recorder *r = open_pg(&o);
+        cr_assert_eq(q_int(c, RUN_END_COLUMNS), 11, "pass %d", pass);
+        struct qes_run_rec run = make_run(id);
+        cr_assert_eq(r->ops->run(r, &run), 0, "%s", r->errmsg);
+        send_blocks(r, &run, 0, 30);
+        close_ok(r);
+        cr_assert_eq(r->n_lost, 0);
+        qes_recorder_destroy(r);
+    }
+    cr_assert_eq(q_int(c, "SELECT value::int FROM qes_meta WHERE key = 'schema_version'"), 1);
+    cr_assert_eq(q_int(c, "SELECT count(*) FROM runs WHERE id = '66666666-0000-4000-8000-"
+                          "000000000000' AND status = 3 AND samples IS NULL AND lost IS NULL"
+                          " AND gaps IS NULL AND reconnects IS NULL AND frames_dropped IS NULL"
+                          " AND latency_n IS NULL AND latency_p50_us IS NULL"
+                          " AND latency_p99_us IS NULL AND latency_max_us IS NULL"
+                          " AND seconds IS NULL AND t_end IS NULL"),
+                 1);
+    assert_run_end(c, id);
+    cr_assert_eq(q_int(c, "SELECT count(*) FROM blocks"), 30);
+    PQfinish(c);
+}
+
+/* A spool left by a qes that sent only the status at close (rows of kind 3:
+ * id, status, closed_utc) is still sent: the run gets its status, and NULL
+ * run end columns. */
+Test(pg, old_spool_status_row_is_sent)
+{
+    NEED_PG();
+    const char *spool = work("spool.db");
+    char tag[256], err[1024];
+    snprintf(tag, sizeof tag, "postgresql://postgres@127.0.0.1:%d/postgres", g_port);
+    struct qes_spool *sp = NULL;
+    cr_assert_eq(qes_spool_open(spool, 1, tag, 1, &sp, err, sizeof err), 0, "%s", err);
+    static const char run_row[] = "88888888-2222-4333-8444-555555555555\treplay\t0.1.0\tb\t"
+                                  "00\t[x]\tnull\t2026-11-27T01:33:26.123456789Z\t48000\n";
+    static const char close_row[] =
+            "88888888-2222-4333-8444-555555555555\t3\t2026-11-27T02:00:00.000000000Z\n";
+    const struct qes_spool_row rows[2] = {{2, run_row, sizeof run_row - 1},
+                                          {3, close_row, sizeof close_row - 1}};
+    size_t kept = 0;
+    cr_assert_eq(qes_spool_put(sp, rows, 2, &kept, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(kept, 2);
+    qes_spool_close(sp);
+    struct qes_recorder_opts o = {.spool_path = spool};
+    struct qes_recorder *r = open_pg(&o);
+    cr_assert_eq(spool_rows(spool), 0, "not drained at open: %s", r->errmsg);
+    close_ok(r);
+    qes_recorder_destroy(r);
+    PGconn *c = db();
+    cr_assert_eq(q_int(c, "SELECT count(*) FROM runs WHERE id = '88888888-2222-4333-8444-"
+                          "555555555555' AND status = 3"
+                          " AND closed_utc = '2026-11-27T02:00:00.000000000Z'"
+                          " AND samples IS NULL AND t_end IS NULL AND seconds IS NULL"),
+                 1);
     PQfinish(c);
 }
 

@@ -27,6 +27,10 @@
 #include <string.h>
 #include <time.h>
 
+/* How the runs of these tests end: what close records. */
+static const struct qes_run_end g_end = {
+        .latency_p50_us = NAN, .latency_p99_us = NAN, .latency_max_us = NAN, .seconds = NAN};
+
 /* ---- VFS shim ---------------------------------------------------------------- */
 
 enum { F_DB, F_WAL, F_OTHER };
@@ -408,7 +412,7 @@ ParameterizedTest(struct sync_case *p, sqlite_opts, synchronous_modes)
     cr_assert_eq(g.syncs[F_WAL], COMMITS * p->wal_syncs_per_commit, "%s: %d WAL syncs", p->mode,
                  g.syncs[F_WAL]);
     cr_assert_eq(g.syncs[F_DB], 0, "%s: %d database syncs", p->mode, g.syncs[F_DB]);
-    cr_assert_eq(r->ops->close(r, 0), 0, "%s", r->errmsg);
+    cr_assert_eq(r->ops->close(r, &g_end), 0, "%s", r->errmsg);
     if (!p->any_sync)
         cr_assert_eq(g.syncs[F_WAL] + g.syncs[F_DB] + g.syncs[F_OTHER], 0);
     qes_recorder_destroy(r);
@@ -430,7 +434,7 @@ Test(sqlite_opts, flush_commits_an_idle_batch)
     /* an empty flush is a no-op */
     cr_assert_eq(r->ops->flush(r), 0, "%s", r->errmsg);
     cr_assert_eq(r->n_acked, 7);
-    cr_assert_eq(r->ops->close(r, 0), 0, "%s", r->errmsg);
+    cr_assert_eq(r->ops->close(r, &g_end), 0, "%s", r->errmsg);
     cr_assert_eq(r->n_acked, 7);
     cr_assert_eq(r->n_lost, 0);
     qes_recorder_destroy(r);
@@ -446,7 +450,7 @@ Test(sqlite_opts, batch_records_bound)
         cr_assert_eq(r->n_acked, (i + 1) / 5 * 5, "after record %llu", (unsigned long long)i);
     }
     cr_assert_eq(committed_blocks(g_path), 10);
-    cr_assert_eq(r->ops->close(r, 0), 0, "%s", r->errmsg);
+    cr_assert_eq(r->ops->close(r, &g_end), 0, "%s", r->errmsg);
     cr_assert_eq(r->n_acked, 12);
     qes_recorder_destroy(r);
     cr_assert_eq(committed_blocks(g_path), 12);
@@ -467,7 +471,7 @@ Test(sqlite_opts, batch_time_bound)
     cr_assert_eq(committed_blocks(g_path), 3);
     cr_assert_eq(put_block(r, 3), 0, "%s", r->errmsg);
     cr_assert_eq(r->n_acked, 3, "a new batch began");
-    cr_assert_eq(r->ops->close(r, 0), 0, "%s", r->errmsg);
+    cr_assert_eq(r->ops->close(r, &g_end), 0, "%s", r->errmsg);
     cr_assert_eq(r->n_acked, 4);
     qes_recorder_destroy(r);
 }
@@ -488,7 +492,7 @@ Test(sqlite_opts, summaries_are_acknowledged_too)
     cr_assert_eq(put_block(r, 0), 0, "%s", r->errmsg);
     cr_assert_eq(r->ops->summary(r, &run, &m), 0, "%s", r->errmsg);
     cr_assert_eq(r->n_acked, 0);
-    cr_assert_eq(r->ops->close(r, 0), 0, "%s", r->errmsg);
+    cr_assert_eq(r->ops->close(r, &g_end), 0, "%s", r->errmsg);
     cr_assert_eq(r->n_acked, 2, "the run record is not counted, blocks and summaries are");
     qes_recorder_destroy(r);
 }
@@ -508,7 +512,7 @@ Test(sqlite_opts, ack_log)
     cr_assert_not_null(text);
     cr_assert_str_eq(text, "3\n", "only committed records are logged");
     free(text);
-    cr_assert_eq(r->ops->close(r, 0), 0, "%s", r->errmsg);
+    cr_assert_eq(r->ops->close(r, &g_end), 0, "%s", r->errmsg);
     qes_recorder_destroy(r);
     text = qes_test_slurp(log, NULL);
     cr_assert_not_null(text);
@@ -554,7 +558,7 @@ Test(sqlite_opts, fsync_failure)
     cr_assert_eq(put_block(r, 8), QES_EDB);
     cr_assert_eq(r->ops->flush(r), QES_EDB);
     int syncs = g.syncs[F_WAL];
-    cr_assert_eq(r->ops->close(r, 0), QES_EDB);
+    cr_assert_eq(r->ops->close(r, &g_end), QES_EDB);
     cr_assert_eq(g.syncs[F_WAL], syncs, "close wrote after the failure");
     cr_assert_eq(r->n_acked, 5);
     qes_recorder_destroy(r);
@@ -580,7 +584,7 @@ Test(sqlite_opts, disk_full)
     cr_assert_not_null(strstr(r->errmsg, strerror(ENOSPC)), "%s", r->errmsg);
     cr_assert_eq(r->n_acked, 4);
     cr_assert_eq(put_block(r, 9), QES_ENOSPC);
-    cr_assert_eq(r->ops->close(r, 0), QES_ENOSPC);
+    cr_assert_eq(r->ops->close(r, &g_end), QES_ENOSPC);
     g.fail_write = 0;
     qes_recorder_destroy(r);
     assert_integrity(g_path);
@@ -605,7 +609,7 @@ Test(sqlite_opts, disk_full_inside_a_batch)
     cr_assert_not_null(strstr(r->errmsg, "inserting a block record: database or disk is full"),
                        "%s", r->errmsg);
     cr_assert_eq(r->n_acked, 1);
-    cr_assert_eq(r->ops->close(r, 0), QES_ENOSPC);
+    cr_assert_eq(r->ops->close(r, &g_end), QES_ENOSPC);
     g.fail_write = 0;
     qes_recorder_destroy(r);
     assert_integrity(g_path);

@@ -93,6 +93,23 @@ static struct qes_summary_rec test_summary(void)
     return m;
 }
 
+/* How the runs of these tests end: what close publishes last. */
+static struct qes_run_end test_end(void)
+{
+    struct qes_run_end e = qes_run_end_of_status(3);
+    e.samples = 960;
+    e.lost = 40;
+    e.gaps = 1;
+    e.reconnects = 1;
+    e.latency_n = 5;
+    e.latency_p50_us = 80.5;
+    e.latency_p99_us = 120;
+    e.latency_max_us = 121.25;
+    e.seconds = 12.75;
+    e.t_end_ns = 1795743207123456789LL;
+    return e;
+}
+
 /* The JSON text the JSON Lines sink writes for a record, without newline. */
 enum kind { K_RUN, K_BLOCK, K_SUMMARY };
 static char *json_of(enum kind k, const struct qes_run_rec *run, const void *rec)
@@ -241,10 +258,22 @@ Test(rec_zmq, subscriber_receives_every_record_as_jsonl_text)
     expect_msg(sub, want, "summary");
     free(want);
 
-    cr_assert_eq(r->ops->close(r, 0), 0);
-    cr_assert_eq(r->n_acked, 7);
+    /* the run end last: sent at close, which lingers long enough for it */
+    struct qes_run_end end = test_end();
+    cr_assert_eq(r->ops->close(r, &end), 0);
+    cr_assert_eq(r->n_acked, 8);
     cr_assert_eq(r->n_lost, 0);
-    cr_assert_eq(r->ops->close(r, 0), 0, "close twice is harmless");
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_not_null(f);
+    cr_assert_eq(qes_run_end_json(f, run.id, &end), 0);
+    cr_assert_eq(fclose(f), 0);
+    cr_assert(strstr(buf, "\"type\":\"run_end\"") && strstr(buf, "\"lost\":40"), "%s", buf);
+    expect_msg(sub, buf, "run_end");
+    free(buf);
+    cr_assert_eq(r->ops->close(r, &end), 0, "close twice is harmless");
+    cr_assert_eq(r->n_acked, 8, "the run end once");
     qes_recorder_destroy(r);
     zmq_close(sub);
     zmq_ctx_term(ctx);
@@ -270,8 +299,9 @@ Test(rec_zmq, late_subscriber_gets_the_run_record)
     want = json_of(K_BLOCK, &run, &b1);
     expect_msg(sub, want, "the block after it");
     free(want);
-    cr_assert_eq(r->ops->close(r, 0), 0);
-    cr_assert_eq(r->n_acked, 3, "records, not repeats");
+    struct qes_run_end end = test_end();
+    cr_assert_eq(r->ops->close(r, &end), 0);
+    cr_assert_eq(r->n_acked, 4, "records (run, two blocks, run end), not repeats");
     qes_recorder_destroy(r);
     zmq_close(sub);
     zmq_ctx_term(ctx);
@@ -303,12 +333,14 @@ Test(rec_zmq, drops_at_the_high_water_mark_are_counted)
         struct qes_block_rec b = test_block(i, measure);
         cr_assert_eq(r->ops->block(r, &run, &b), 0, "%s", r->errmsg);
     }
-    cr_assert_eq(r->ops->close(r, 0), 0, "drops are not an error");
+    struct qes_run_end end = test_end();
+    cr_assert_eq(r->ops->close(r, &end), 0, "drops are not an error");
     cr_assert_gt(r->n_lost, 0, "no drop against a subscriber that never reads");
     cr_assert_gt(r->n_acked, 0, "nothing sent at all");
-    cr_assert_eq(r->n_acked + r->n_lost, n + 1, "sent %llu + dropped %llu != %llu records",
+    /* run record, n blocks, run end */
+    cr_assert_eq(r->n_acked + r->n_lost, n + 2, "sent %llu + dropped %llu != %llu records",
                  (unsigned long long)r->n_acked, (unsigned long long)r->n_lost,
-                 (unsigned long long)(n + 1));
+                 (unsigned long long)(n + 2));
     cr_assert_eq(r->errmsg[0], '\0', "a drop at the HWM is not a send error: %s", r->errmsg);
     qes_recorder_destroy(r);
     zmq_close(sub);
@@ -328,9 +360,10 @@ Test(rec_zmq, no_subscriber_sends_and_close_is_immediate)
         cr_assert_eq(r->ops->block(r, &run, &b), 0, "%s", r->errmsg);
     }
     double t0 = now_s();
-    cr_assert_eq(r->ops->close(r, 0), 0);
+    struct qes_run_end end = test_end();
+    cr_assert_eq(r->ops->close(r, &end), 0);
     cr_assert_lt(now_s() - t0, 2.0, "close waited");
-    cr_assert_eq(r->n_acked, 101);
+    cr_assert_eq(r->n_acked, 102, "run record, 100 blocks, run end");
     cr_assert_eq(r->n_lost, 0);
     qes_recorder_destroy(r);
 }
@@ -352,8 +385,10 @@ Test(rec_zmq, close_never_waits_for_a_stuck_subscriber)
         cr_assert_eq(r->ops->block(r, &run, &b), 0, "%s", r->errmsg);
     }
     double t0 = now_s();
-    cr_assert_eq(r->ops->close(r, 0), 0);
+    struct qes_run_end end = test_end();
+    cr_assert_eq(r->ops->close(r, &end), 0);
     qes_recorder_destroy(r);
+    /* the socket lingers 200 ms at close (rec_zmq.c), far below this bound */
     cr_assert_lt(now_s() - t0, 2.0, "close waited for a subscriber");
     /* Rebinding the same port works: the socket is gone. */
     r = open_stream(port, 0);
@@ -400,7 +435,9 @@ Test(rec_zmq, record_order_and_validity)
     m.s.n_budget = QES_BUDGET_MAX + 1;
     cr_assert_eq(r->ops->summary(r, &run, &m), QES_EINVAL);
     cr_assert_eq(r->n_acked + r->n_lost, 1, "only the run record went out");
-    cr_assert_eq(r->ops->close(r, 0), 0);
+    struct qes_run_end end = test_end();
+    cr_assert_eq(r->ops->close(r, &end), 0);
+    cr_assert_eq(r->n_acked + r->n_lost, 2, "and the run end at close");
     b = test_block(1, "fund");
     cr_assert_eq(r->ops->block(r, &run, &b), QES_EINVAL, "block after close");
     qes_recorder_destroy(r);

@@ -167,6 +167,31 @@ static struct qes_summary_rec test_summary(void)
     return m;
 }
 
+/* How the run ended: a gap of 45 samples in 1000 at 1 kHz, exit status 3;
+ * live figures (reconnects, drops, latencies) chosen to show their digits. */
+static struct qes_run_end test_end(void)
+{
+    struct qes_run_end e = {
+            .status = 3,
+            .samples = 955,
+            .lost = 45,
+            .gaps = 1,
+            .reconnects = 2,
+            .frames_dropped = 7,
+            .latency_n = 100,
+            .latency_p50_us = 12.5,
+            .latency_p99_us = 250.25,
+            .latency_max_us = 1000.125,
+            .seconds = 0.1,
+            .t_end_ns = 1795743207123456789LL, /* 2026-11-27T01:33:27.123456789Z */
+    };
+    return e;
+}
+
+/* A run that ended with status 0 and nothing measured. */
+static const struct qes_run_end g_end0 = {
+        .latency_p50_us = NAN, .latency_p99_us = NAN, .latency_max_us = NAN, .seconds = NAN};
+
 /* The records above, by hand. */
 static const char run_json[] =
         "{\"type\":\"run\",\"run\":\"" RUN_ID "\",\"command\":\"replay\",\"version\":\"0.1.0\","
@@ -207,6 +232,12 @@ static const char summary_json[] =
         "\"budget\":[{\"name\":\"typeA\",\"u\":2.5000000000000002e-06,\"dof\":199},"
         "{\"name\":\"gain\",\"u\":0,\"dof\":null}],"
         "\"flags\":[\"few_blocks\",\"excluded\"]}";
+
+static const char run_end_json[] =
+        "{\"type\":\"run_end\",\"run\":\"" RUN_ID "\",\"status\":3,\"samples\":955,"
+        "\"lost\":45,\"gaps\":1,\"reconnects\":2,\"frames_dropped\":7,\"latency_n\":100,"
+        "\"latency_p50_us\":12.5,\"latency_p99_us\":250.25,\"latency_max_us\":1000.125,"
+        "\"seconds\":0.10000000000000001,\"t_end\":\"2026-11-27T01:33:27.123456789Z\"}";
 
 /* A memory stream for the formatters. */
 struct mstream {
@@ -256,6 +287,35 @@ Test(json, run_record_exact)
     cr_assert_eq(rc, 0);
     cr_assert_str_eq(s, run_json);
     free(s);
+}
+
+Test(json, run_end_record_exact)
+{
+    struct qes_run_end e = test_end();
+    struct mstream ms;
+    FILE *f = ms_open(&ms);
+    int rc = qes_run_end_json(f, RUN_ID, &e);
+    char *s = ms_close(&ms, f);
+    cr_assert_eq(rc, 0);
+    cr_assert_str_eq(s, run_end_json);
+    free(s);
+    /* nothing measured: null; counts to 2^64 - 1; a negative status */
+    e = qes_run_end_of_status(-2);
+    e.samples = UINT64_MAX;
+    e.t_end_ns = 0;
+    f = ms_open(&ms);
+    rc = qes_run_end_json(f, RUN_ID, &e);
+    s = ms_close(&ms, f);
+    cr_assert_eq(rc, 0);
+    cr_assert_str_eq(s, "{\"type\":\"run_end\",\"run\":\"" RUN_ID
+                        "\",\"status\":-2,\"samples\":18446744073709551615,\"lost\":0,"
+                        "\"gaps\":0,\"reconnects\":0,\"frames_dropped\":0,\"latency_n\":0,"
+                        "\"latency_p50_us\":null,\"latency_p99_us\":null,"
+                        "\"latency_max_us\":null,\"seconds\":null,"
+                        "\"t_end\":\"1970-01-01T00:00:00.000000000Z\"}");
+    free(s);
+    cr_assert_eq(qes_run_end_json(NULL, RUN_ID, &e), QES_EINVAL);
+    cr_assert_eq(qes_run_end_json(stdout, RUN_ID, NULL), QES_EINVAL);
 }
 
 Test(json, block_record_exact)
@@ -647,8 +707,9 @@ Test(jsonl, file_exact_and_deterministic)
 {
     const char *dir = qes_test_tmpdir();
     char expect[4096];
-    snprintf(expect, sizeof expect, "%s\n%s\n%s\n%s\n%s\n", run_json, block_json, summary_json,
-             scalar_block_json, scalar_summary_json);
+    snprintf(expect, sizeof expect, "%s\n%s\n%s\n%s\n%s\n%s\n", run_json, block_json, summary_json,
+             scalar_block_json, scalar_summary_json, run_end_json);
+    struct qes_run_end end = test_end();
     char *first = NULL;
     for (int pass = 0; pass < 2; pass++) {
         char *path = path_in(dir, pass ? "b.jsonl" : "a.jsonl");
@@ -658,7 +719,7 @@ Test(jsonl, file_exact_and_deterministic)
         cr_assert_str_eq(r->ops->name, "jsonl");
         write_three(r);
         write_scalar(r);
-        cr_assert_eq(r->ops->close(r, 0), 0, "%s", r->errmsg);
+        cr_assert_eq(r->ops->close(r, &end), 0, "%s", r->errmsg);
         qes_recorder_destroy(r);
         size_t len;
         char *text = qes_test_slurp(path, &len);
@@ -682,11 +743,36 @@ Test(jsonl, stdout_dash, .init = cr_redirect_stdout)
     cr_assert_eq(qes_recorder_open("-", &r, err, sizeof err), 0, "%s", err);
     cr_assert_str_eq(r->ops->name, "jsonl");
     write_three(r);
-    cr_assert_eq(r->ops->close(r, 0), 0, "%s", r->errmsg);
+    struct qes_run_end end = test_end();
+    cr_assert_eq(r->ops->close(r, &end), 0, "%s", r->errmsg);
     qes_recorder_destroy(r);
     char expect[4096];
-    snprintf(expect, sizeof expect, "%s\n%s\n%s\n", run_json, block_json, summary_json);
+    snprintf(expect, sizeof expect, "%s\n%s\n%s\n%s\n", run_json, block_json, summary_json,
+             run_end_json);
     cr_assert_stdout_eq_str(expect);
+}
+
+/* No run record, no run_end: a sink closed before its run writes nothing
+ * (JSON Lines: an empty file; CSV: nothing after what is there). */
+Test(jsonl, no_run_no_run_end)
+{
+    static const char *const names[] = {"empty.jsonl", "empty.csv"};
+    for (int i = 0; i < 2; i++) {
+        char *path = path_in(qes_test_tmpdir(), names[i]);
+        struct qes_recorder *r = NULL;
+        char err[256] = "";
+        cr_assert_eq(qes_recorder_open(path, &r, err, sizeof err), 0, "%s", err);
+        struct qes_run_end end = test_end();
+        cr_assert_eq(r->ops->close(r, &end), 0, "%s", r->errmsg);
+        cr_assert_eq(r->ops->close(r, &end), 0, "close twice");
+        qes_recorder_destroy(r);
+        size_t len = 1;
+        char *text = qes_test_slurp(path, &len);
+        cr_assert_not_null(text);
+        cr_assert_eq(len, 0, "%s: %s", names[i], text);
+        free(text);
+        free(path);
+    }
 }
 
 /* Every sink insists on the run record first and on one run. */
@@ -729,7 +815,7 @@ ParameterizedTest(struct sink_name *p, jsonl, order_of_records)
     b = test_block();
     b.measure = NULL;
     cr_assert_eq(r->ops->block(r, &run, &b), QES_EINVAL, "a block without a measure");
-    cr_assert_eq(r->ops->close(r, 0), 0, "%s", r->errmsg);
+    cr_assert_eq(r->ops->close(r, &g_end0), 0, "%s", r->errmsg);
     cr_assert_eq(r->ops->block(r, &run, &b), QES_EINVAL, "a block after close");
     qes_recorder_destroy(r);
     free(path);
@@ -744,7 +830,7 @@ Test(jsonl, disk_full_on_close)
     char err[256] = "";
     cr_assert_eq(qes_rec_jsonl_open("/dev/full", &r, err, sizeof err), 0, "%s", err);
     write_three(r);
-    cr_assert_eq(r->ops->close(r, 0), QES_ENOSPC);
+    cr_assert_eq(r->ops->close(r, &g_end0), QES_ENOSPC);
     cr_assert_not_null(strstr(r->errmsg, "/dev/full"), "%s", r->errmsg);
     cr_assert_not_null(strstr(r->errmsg, strerror(ENOSPC)), "%s", r->errmsg);
     qes_recorder_destroy(r);
@@ -769,7 +855,7 @@ Test(jsonl, disk_full_while_writing)
     cr_assert_lt(i, 5000);
     cr_assert_not_null(strstr(r->errmsg, "'/dev/full'"), "%s", r->errmsg);
     cr_assert_eq(r->ops->block(r, &run, &b), QES_ENOSPC, "the error is sticky");
-    cr_assert_eq(r->ops->close(r, 0), QES_ENOSPC);
+    cr_assert_eq(r->ops->close(r, &g_end0), QES_ENOSPC);
     qes_recorder_destroy(r);
 }
 
@@ -852,7 +938,8 @@ Test(csv, comments_header_rows)
     b = test_block();
     b.flags = QES_FLAG_QUALITY | QES_FLAG_CLIP;
     cr_assert_eq(r->ops->block(r, &run, &b), 0, "%s", r->errmsg);
-    cr_assert_eq(r->ops->close(r, 0), 0, "%s", r->errmsg);
+    struct qes_run_end end = test_end();
+    cr_assert_eq(r->ops->close(r, &end), 0, "%s", r->errmsg);
     qes_recorder_destroy(r);
 
     char *text = qes_test_slurp(path, NULL);
@@ -880,7 +967,27 @@ Test(csv, comments_header_rows)
     size_t h = 0;
     while (h < n && lines[h][0] == '#')
         h++;
-    cr_assert_eq(n, h + 7, "header and six rows after %zu comment lines", h);
+    cr_assert_eq(n, h + 7 + 13,
+                 "header, six rows and 13 lines of run end after %zu comment lines: %zu lines", h,
+                 n);
+    /* how the run ended: comment lines after the rows */
+    static const char *const tail[13] = {
+            "# qes run end",
+            "# status: 3",
+            "# samples: 955",
+            "# lost: 45",
+            "# gaps: 1",
+            "# reconnects: 2",
+            "# frames_dropped: 7",
+            "# latency_n: 100",
+            "# latency_p50_us: 12.5",
+            "# latency_p99_us: 250.25",
+            "# latency_max_us: 1000.125",
+            "# seconds: 0.10000000000000001",
+            "# t_end: 2026-11-27T01:33:27.123456789Z",
+    };
+    for (size_t i = 0; i < 13; i++)
+        cr_assert_str_eq(lines[h + 7 + i], tail[i]);
     cr_assert_str_eq(lines[h], CSV_HEADER_ROW);
     /* phasor block: enbw given, quality not computed */
     cr_assert_str_eq(lines[h + 1],
@@ -928,6 +1035,29 @@ Test(csv, comments_header_rows)
     cr_assert_str_eq(hdr[12], "r[unit]");
     double r_back = strtod(row[12], NULL), r_true = 0.1;
     cr_assert_eq(memcmp(&r_back, &r_true, sizeof r_back), 0);
+    free(text);
+    free(path);
+}
+
+/* A number of the run end that is not finite leaves its value empty, as a
+ * cell. */
+Test(csv, run_end_not_finite_is_empty)
+{
+    char *path = path_in(qes_test_tmpdir(), "nan.csv");
+    struct qes_recorder *r = NULL;
+    char err[256] = "";
+    cr_assert_eq(qes_recorder_open(path, &r, err, sizeof err), 0, "%s", err);
+    write_three(r);
+    cr_assert_eq(r->ops->close(r, &g_end0), 0, "%s", r->errmsg);
+    qes_recorder_destroy(r);
+    char *text = qes_test_slurp(path, NULL);
+    cr_assert_not_null(text);
+    const char *tail = strstr(text, "# qes run end\n");
+    cr_assert_not_null(tail, "%s", text);
+    cr_assert_str_eq(tail, "# qes run end\n# status: 0\n# samples: 0\n# lost: 0\n# gaps: 0\n"
+                           "# reconnects: 0\n# frames_dropped: 0\n# latency_n: 0\n"
+                           "# latency_p50_us:\n# latency_p99_us:\n# latency_max_us:\n"
+                           "# seconds:\n# t_end: 1970-01-01T00:00:00.000000000Z\n");
     free(text);
     free(path);
 }
@@ -1008,7 +1138,8 @@ static int write_session(const char *path, const struct qes_run_rec *run, double
     }
     if (rc)
         snprintf(errmsg, errlen, "%.1000s", r->errmsg);
-    int crc = r->ops->close(r, 3);
+    struct qes_run_end end = test_end();
+    int crc = r->ops->close(r, &end);
     if (!rc && crc)
         snprintf(errmsg, errlen, "%.1000s", r->errmsg);
     qes_recorder_destroy(r);
@@ -1050,6 +1181,20 @@ Test(sqlite, rows_nulls_unique_wal)
     free(t);
     cr_assert_eq(q_int(db, "SELECT status FROM runs"), 3);
     cr_assert_eq(q_int(db, "SELECT closed_utc LIKE '____-__-__T__:__:__._________Z' FROM runs"), 1);
+    /* how the run ended (test_end), column for field */
+    cr_assert_eq(q_int(db, "SELECT samples FROM runs"), 955);
+    cr_assert_eq(q_int(db, "SELECT lost FROM runs"), 45);
+    cr_assert_eq(q_int(db, "SELECT gaps FROM runs"), 1);
+    cr_assert_eq(q_int(db, "SELECT reconnects FROM runs"), 2);
+    cr_assert_eq(q_int(db, "SELECT frames_dropped FROM runs"), 7);
+    cr_assert_eq(q_int(db, "SELECT latency_n FROM runs"), 100);
+    cr_assert_eq(q_real(db, "SELECT latency_p50_us FROM runs"), 12.5);
+    cr_assert_eq(q_real(db, "SELECT latency_p99_us FROM runs"), 250.25);
+    cr_assert_eq(q_real(db, "SELECT latency_max_us FROM runs"), 1000.125);
+    cr_assert_eq(q_real(db, "SELECT seconds FROM runs"), 0.1);
+    t = q_text(db, "SELECT t_end FROM runs");
+    cr_assert_str_eq(t, "2026-11-27T01:33:27.123456789Z");
+    free(t);
     /* blocks: exact doubles, NaN -> NULL, flags JSON */
     cr_assert_eq(q_real(db, "SELECT r FROM blocks WHERE seq = 0"), 0.1);
     cr_assert_eq(q_real(db, "SELECT phase_rad FROM blocks WHERE seq = 0"), -3.141592653589793);
@@ -1120,9 +1265,27 @@ static int write_records(const char *path, const struct qes_block_rec *b, size_t
     for (size_t i = 0; i < nm && !rc; i++)
         rc = r->ops->summary(r, &run, &m[i]);
     snprintf(errmsg, errlen, "%.1000s", r->errmsg);
-    int crc = r->ops->close(r, 0);
+    int crc = r->ops->close(r, &g_end0);
     qes_recorder_destroy(r);
     return rc ? rc : crc;
+}
+
+/* A run end with nothing measured: NULL where the number is not finite. */
+Test(sqlite, run_end_not_finite_is_null)
+{
+    char *path = path_in(qes_test_tmpdir(), "nan.db");
+    char msg[1024];
+    struct qes_block_rec b = test_block();
+    cr_assert_eq(write_records(path, &b, 1, NULL, 0, msg, sizeof msg), 0, "%s", msg);
+    sqlite3 *db = db_open_ro(path);
+    cr_assert_eq(q_int(db, "SELECT status = 0 AND samples = 0 AND lost = 0 AND gaps = 0"
+                           " AND reconnects = 0 AND frames_dropped = 0 AND latency_n = 0"
+                           " AND latency_p50_us IS NULL AND latency_p99_us IS NULL"
+                           " AND latency_max_us IS NULL AND seconds IS NULL"
+                           " AND t_end = '1970-01-01T00:00:00.000000000Z' FROM runs"),
+                 1);
+    sqlite3_close(db);
+    free(path);
 }
 
 Test(sqlite, scalar_rows)
@@ -1327,7 +1490,7 @@ Test(sqlite, wal_while_open)
     cr_assert_str_eq(t, "wal");
     free(t);
     sqlite3_close(db);
-    cr_assert_eq(r->ops->close(r, 0), 0, "%s", r->errmsg);
+    cr_assert_eq(r->ops->close(r, &g_end0), 0, "%s", r->errmsg);
     qes_recorder_destroy(r);
     free(path);
 }
@@ -1505,7 +1668,7 @@ Test(sqlite, batch_commits_after_one_second)
     cr_assert_eq(r->ops->block(r, &run, &b), 0);
     cr_assert_eq(q_int(db, "SELECT count(*) FROM blocks"), 2, "committed after 1 s");
     cr_assert_eq(q_int(db, "SELECT status IS NULL FROM runs"), 1, "status only at close");
-    cr_assert_eq(r->ops->close(r, 0), 0, "%s", r->errmsg);
+    cr_assert_eq(r->ops->close(r, &g_end0), 0, "%s", r->errmsg);
     cr_assert_eq(q_int(db, "SELECT status FROM runs"), 0);
     sqlite3_close(db);
     qes_recorder_destroy(r);
@@ -1533,7 +1696,7 @@ Test(sqlite, insert_rate_200k)
         int rc = r->ops->block(r, &run, &b);
         cr_assert_eq(rc, 0, "%s", r->errmsg);
     }
-    cr_assert_eq(r->ops->close(r, 0), 0, "%s", r->errmsg);
+    cr_assert_eq(r->ops->close(r, &g_end0), 0, "%s", r->errmsg);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     qes_recorder_destroy(r);
     double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
@@ -1569,7 +1732,7 @@ Test(recorder, dispatch_by_suffix)
         cr_assert_eq(qes_recorder_open(path, &r, err, sizeof err), 0, "%s: %s", path, err);
         cr_assert_str_eq(r->ops->name, t[i].kind, "%s", path);
         cr_assert_str_eq(r->target, path);
-        cr_assert_eq(r->ops->close(r, 0), 0, "%s", r->errmsg);
+        cr_assert_eq(r->ops->close(r, &g_end0), 0, "%s", r->errmsg);
         qes_recorder_destroy(r);
         free(path);
     }
