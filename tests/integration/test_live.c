@@ -409,3 +409,44 @@ Test(live, sigint_stops_cleanly, .fini = stop_fixture)
     json_decref(a);
     itest_dir_clean();
 }
+
+/* ---- a device that does not come back: give_up_s ------------------------------------------ */
+
+Test(live, device_gone_gives_up_with_summaries, .fini = stop_fixture)
+{
+    start_fixture(QES_IIOFX_REALTIME, FS_HZ);
+    itest_dir_make();
+    char ini[4200], out[4200], err[4200];
+    snprintf(ini, sizeof ini, "%s/live.ini", itest_dir());
+    /* until stopped, but give up 1.5 s after the device went away */
+    char text[4096];
+    snprintf(text, sizeof text,
+             "[source]\nkind = iio\nuri = %s\ndevice = qes-adc\nsample_rate_hz = 100000\n"
+             "seconds = 0\ntimeout_ms = 300\nreconnect_max_s = 0.3\ngive_up_s = 1.5\n"
+             "[channel.dut]\nindex = 0\niio_channel = voltage0\ngain = 1e-6\nunit = V\n"
+             "[measure.ac]\nchannel = dut\nmethod = dft\nfreq_hz = 1000\nharmonics = 1\n"
+             "block_periods = 10\n",
+             g_fx.uri);
+    cr_assert_eq(qes_test_write(ini, text), 0);
+    snprintf(out, sizeof out, "%s/live.jsonl", itest_dir());
+    snprintf(err, sizeof err, "%s/live.err", itest_dir());
+    char *argv[] = {"qes", "run", ini, "-o", out, NULL};
+    pid_t pid = spawn_qes(argv, "/dev/null", err);
+    sleep_s(1.5);
+    cr_assert_eq(qes_iiofx_kill_feeder(&g_fx), 0);
+    /* never restarted: qes must end by itself, with its summaries */
+    int st = wait_qes(pid, 60);
+    char *etext = qes_test_slurp(err, NULL);
+    cr_assert_eq(st, 2, "exit %d (expected 2: the device is gone): %s", st, etext);
+    cr_assert(strstr(etext, "gave up") != NULL, "no give-up message: %s", etext);
+    json_t *a = load_jsonl(out);
+    cr_assert_not_null(find_type(a, "summary"), "no final summary");
+    const json_t *end = find_type(a, "run_end");
+    cr_assert_not_null(end, "the run was not closed");
+    cr_assert_eq(itest_num(end, "status"), 2);
+    printf("live device gone: exit 2 after give_up_s, %.0f samples, final summaries written\n",
+           itest_num(end, "samples"));
+    free(etext);
+    json_decref(a);
+    itest_dir_clean();
+}
