@@ -8,8 +8,12 @@
  * its FFTs between create and the first read must not overflow the device.
  *
  * Reading.  One refill holds `avail` samples; read() hands them out from
- * `pos` in frames of at most max_n, converting each value with
- * iio_channel_convert into the channel's storage width and then to double.
+ * `pos` in frames of at most max_n, converting each value to double as
+ * iio_channel_convert into the channel's storage width, read with the
+ * format's sign, would: by hw/iio_convert.h (bit-identical, ~10x faster,
+ * tested against libiio on every format it takes), or by
+ * iio_channel_convert itself for the formats that kernel does not take.
+ * Timestamps likewise.
  * A timestamp gap found inside a refill ends the frame before the sample
  * that follows the gap, so that the next frame carries it as lost_before.
  *
@@ -29,6 +33,7 @@
 #include "hw/source_iio.h"
 
 #include "common/err.h"
+#include "hw/iio_convert.h"
 
 #include <errno.h>
 #include <iio.h>
@@ -80,6 +85,10 @@ struct iio_src {
     /* what the device looked like at create: checked again on reconnection */
     struct iio_data_format fmt[QES_IIO_MAX_CHANNELS];
     unsigned conv_bytes[QES_IIO_MAX_CHANNELS];
+    struct qes_iio_conv conv[QES_IIO_MAX_CHANNELS]; /* fast path, when fast[c] */
+    int fast[QES_IIO_MAX_CHANNELS];
+    struct qes_iio_conv ts_conv; /* of the current connection's timestamp, when ts_fast */
+    int ts_fast;
     double scale[QES_IIO_MAX_CHANNELS];
     int has_ts;
     char where[256]; /* "URI: iio:device0 (name)", for messages */
@@ -117,6 +126,7 @@ struct iio_src {
     int reg_ok; /* the DMA status register is readable */
 
     double *out;
+    int64_t *ts_buf; /* a frame's timestamps (buffer_samples), when has_ts */
     struct qes_iio_stats st;
 };
 
@@ -323,6 +333,19 @@ static int same_format(const struct iio_data_format *a, const struct iio_data_fo
            a->is_be == b->is_be && a->repeat == b->repeat;
 }
 
+/* Prepare the fast conversion of format f; 0 when it does not take f. */
+static int plan_fast(const struct iio_data_format *f, struct qes_iio_conv *c)
+{
+    struct qes_iio_format q = {.length = f->length,
+                               .bits = f->bits,
+                               .shift = f->shift,
+                               .is_signed = f->is_signed,
+                               .is_fully_defined = f->is_fully_defined,
+                               .is_be = f->is_be,
+                               .repeat = f->repeat};
+    return qes_iio_conv_init(c, &q) == 0;
+}
+
 /* Channels in index order when none are named (create only). */
 static int pick_all_channels(struct iio_src *s, char *err, size_t errlen)
 {
@@ -416,6 +439,7 @@ static int setup_channels(struct iio_src *s, int first, char *err, size_t errlen
             }
             s->fmt[c] = *f;
             s->conv_bytes[c] = f->length / 8;
+            s->fast[c] = plan_fast(f, &s->conv[c]);
         } else if (!same_format(f, &s->fmt[c])) {
             qes_errf(err, errlen, "%s: channel %s changed its scan type after the reconnection",
                      s->where, name);
@@ -441,6 +465,7 @@ static int setup_channels(struct iio_src *s, int first, char *err, size_t errlen
         return QES_ECONFIG;
     }
     s->ts_ch = ts;
+    s->ts_fast = ts && plan_fast(iio_channel_get_data_format(ts), &s->ts_conv);
     if (ts)
         iio_channel_enable(ts);
     return 0;
@@ -617,10 +642,22 @@ static void add_loss(struct iio_src *s, uint64_t n, uint64_t *kind, const char *
           s->next + s->pending, how);
 }
 
+/* Timestamps of samples from .. from + n - 1 of the refill into out. */
+static void ts_range(const struct iio_src *s, size_t from, size_t n, int64_t *out)
+{
+    const uint8_t *p = s->ts_first + (ptrdiff_t)from * s->step;
+    if (s->ts_fast) {
+        qes_iio_conv_i64(&s->ts_conv, p, s->step, n, out);
+        return;
+    }
+    for (size_t k = 0; k < n; k++, p += s->step)
+        iio_channel_convert(s->ts_ch, &out[k], p);
+}
+
 static int64_t ts_at(const struct iio_src *s, size_t k)
 {
     int64_t t;
-    iio_channel_convert(s->ts_ch, &t, s->ts_first + (ptrdiff_t)k * s->step);
+    ts_range(s, k, 1, &t);
     return t;
 }
 
@@ -819,6 +856,10 @@ static void convert_channel(const struct iio_src *s, unsigned c, size_t from, si
 {
     const struct iio_channel *ch = s->ch[c];
     const uint8_t *p = s->first[c] + (ptrdiff_t)from * s->step;
+    if (s->fast[c]) {
+        qes_iio_conv_f64(&s->conv[c], p, s->step, n, out, stride);
+        return;
+    }
     int sgn = s->fmt[c].is_signed;
     switch (s->conv_bytes[c]) {
     case 1:
@@ -874,8 +915,9 @@ static int read_frame(struct qes_source *base, struct qes_frame *f, size_t max_n
     int64_t ts0 = 0;
     if (s->ts_ch) {
         double limit_ns = 1.5e9 / fs;
+        ts_range(s, s->pos, n, s->ts_buf);
         for (size_t k = 0; k < n; k++) {
-            int64_t t = ts_at(s, s->pos + k);
+            int64_t t = s->ts_buf[k];
             if (s->have_prev_ts && (double)(t - s->prev_ts) > limit_ns) {
                 double lost = floor((double)(t - s->prev_ts) * 1e-9 * fs + 0.5) - 1;
                 if (lost >= 1) {
@@ -924,6 +966,7 @@ static void destroy_src(struct qes_source *base)
     for (unsigned c = 0; c < QES_IIO_MAX_CHANNELS; c++)
         free(s->chan_name[c]);
     free(s->out);
+    free(s->ts_buf);
     free(s);
 }
 
@@ -1086,6 +1129,11 @@ static int create_src(const struct qes_iio_desc *desc, struct qes_source **out, 
     s->out = malloc(s->buffer_samples * s->base.n_channels * sizeof *s->out);
     if (!s->out)
         goto err_nomem_s;
+    if (s->has_ts) {
+        s->ts_buf = malloc(s->buffer_samples * sizeof *s->ts_buf);
+        if (!s->ts_buf)
+            goto err_nomem_s;
+    }
     *out = &s->base;
     return 0;
 
