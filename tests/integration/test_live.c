@@ -39,6 +39,7 @@ TestSuite(live, .timeout = 300);
 
 static struct qes_iiofx g_fx;
 static int g_fx_up;
+static int g_gain_auto; /* write gain = auto (the device's scale) instead of GAIN */
 
 static void start_fixture(enum qes_iiofx_pace pace, double fs)
 {
@@ -71,7 +72,8 @@ static void stop_fixture(void)
 /* The configuration of a live run on the fixture; extra is appended. */
 static void write_ini(const char *path, double fs, double seconds, const char *extra)
 {
-    char text[4096];
+    char text[4096], gain[64];
+    snprintf(gain, sizeof gain, g_gain_auto ? "auto" : "%.17g", GAIN);
     snprintf(text, sizeof text,
              "[source]\n"
              "kind = iio\n"
@@ -85,7 +87,7 @@ static void write_ini(const char *path, double fs, double seconds, const char *e
              "[channel.dut]\n"
              "index = 0\n"
              "iio_channel = voltage0\n"
-             "gain = %.17g\n"
+             "gain = %s\n"
              "unit = V\n"
              "[measure.ac]\n"
              "channel = dut\n"
@@ -94,7 +96,7 @@ static void write_ini(const char *path, double fs, double seconds, const char *e
              "harmonics = 1\n"
              "block_periods = 10\n"
              "%s",
-             g_fx.uri, fs, seconds, GAIN, SINE_F, extra ? extra : "");
+             g_fx.uri, fs, seconds, gain, SINE_F, extra ? extra : "");
     cr_assert_eq(qes_test_write(path, text), 0);
 }
 
@@ -180,7 +182,9 @@ Test(live, sine_equals_replay_of_raw_tee, .fini = stop_fixture)
     snprintf(ini, sizeof ini, "%s/live.ini", itest_dir());
     snprintf(raw, sizeof raw, "%s/raw", itest_dir());
     snprintf(extra, sizeof extra, "[run]\nrecord_raw = %s\n", raw);
+    g_gain_auto = 1; /* the device's scale, 0.001 mV per count */
     write_ini(ini, FS_HZ, 2.0, extra);
+    g_gain_auto = 0;
     snprintf(out, sizeof out, "%s/live.jsonl", itest_dir());
     snprintf(err, sizeof err, "%s/live.err", itest_dir());
     char *argv[] = {"qes", "run", ini, "-o", out, NULL};
@@ -188,6 +192,19 @@ Test(live, sine_equals_replay_of_raw_tee, .fini = stop_fixture)
     char *etext = qes_test_slurp(err, NULL);
     cr_assert_eq(st, 0, "qes run exit %d: %s", st, etext);
     free(etext);
+    json_t *a = load_jsonl(out);
+
+    /* gain = auto became the device's scale in volts, and the run record says so */
+    const json_t *runrec = find_type(a, "run");
+    cr_assert_not_null(runrec);
+    const char *conf = json_string_value(json_object_get(runrec, "config"));
+    cr_assert_not_null(conf);
+    const char *sec = strstr(conf, "[channel.dut]");
+    cr_assert_not_null(sec);
+    const char *gl = strstr(sec, "\ngain = ");
+    cr_assert_not_null(gl, "no gain line in the resolved configuration");
+    const double gain = strtod(gl + 8, NULL);
+    cr_assert_eq(gain, 1e-3 * 0.001, "gain = auto resolved to %.17g, not 1e-3 x scale", gain);
 
     /* the same configuration replayed from the raw capture */
     char text[2048];
@@ -195,7 +212,7 @@ Test(live, sine_equals_replay_of_raw_tee, .fini = stop_fixture)
              "[source]\nkind = sigmf\n[channel.dut]\nindex = 0\ngain = %.17g\nunit = V\n"
              "[measure.ac]\nchannel = dut\nmethod = dft\nfreq_hz = %.17g\nharmonics = 1\n"
              "block_periods = 10\n",
-             GAIN, SINE_F);
+             gain, SINE_F);
     snprintf(ini2, sizeof ini2, "%s/replay.ini", itest_dir());
     cr_assert_eq(qes_test_write(ini2, text), 0);
     char args[20000], *rout = NULL, *rerr = NULL;
@@ -203,7 +220,7 @@ Test(live, sine_equals_replay_of_raw_tee, .fini = stop_fixture)
     st = qes_test_run(args, &rout, &rerr);
     cr_assert_eq(st, 0, "replay of the raw tee: exit %d: %s", st, rerr);
 
-    json_t *a = load_jsonl(out), *b = itest_parse_jsonl(rout);
+    json_t *b = itest_parse_jsonl(rout);
     size_t i, nb = 0;
     const json_t *o;
     json_t *bb = json_array(); /* replay's blocks */
@@ -220,8 +237,8 @@ Test(live, sine_equals_replay_of_raw_tee, .fini = stop_fixture)
         sx += v * cos(2.0 * 3.14159265358979323846 * k / 100.0);
         sy += v * sin(2.0 * 3.14159265358979323846 * k / 100.0);
     }
-    const double truth = (2.0 / 100.0) * hypot(sx, sy) / sqrt(2.0) * GAIN;
-    const double unrounded = SINE_A * GAIN / sqrt(2.0);
+    const double truth = (2.0 / 100.0) * hypot(sx, sy) / sqrt(2.0) * gain;
+    const double unrounded = SINE_A * gain / sqrt(2.0);
     double worst = 0;
     json_array_foreach(a, i, o)
     {
