@@ -618,6 +618,9 @@ static int cmd_replay(int argc, char **argv)
         goto out;
     }
 
+    /* gain = auto is 1 for a capture: the run record shows the number used */
+    for (size_t i = 0; i < cfg->n_channel; i++)
+        cfg->channel[i].gain = qes_cfg_gain(&cfg->channel[i]);
     canon = qes_config_canonical(cfg);
     if (!canon) {
         fprintf(stderr, "qes replay: out of memory\n");
