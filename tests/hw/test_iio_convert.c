@@ -40,13 +40,7 @@ static struct iio_buffer *g_buf;
 
 static void teardown(void)
 {
-    if (g_buf)
-        iio_buffer_destroy(g_buf);
-    g_buf = NULL;
-    if (g_ctx)
-        iio_context_destroy(g_ctx);
-    g_ctx = NULL;
-    qes_iiofx_stop(&g_fx);
+    qes_iiofx_release(&g_fx, &g_ctx, &g_buf);
 }
 
 TestSuite(iio_convert, .fini = teardown, .timeout = 300);
@@ -472,16 +466,9 @@ ParameterizedTest(int *i, iio_convert, fixture_buffers)
                                .sample_rate_hz = 1000000,
                                .wave = QES_IIOFX_COUNTER,
                                .pace = QES_IIOFX_FREE};
-    char why[1024] = "";
-    int r = qes_iiofx_start(&o, &g_fx, why, sizeof why);
-    if (r == 1)
-        cr_skip_test("the emulated IIO device cannot run here: %s", why);
-    cr_assert_eq(r, 0, "qes_iiofx_start: %s", why);
-    char uri[sizeof g_fx.uri]; /* libiio 0.24 cuts ":PORT" off its argument */
-    snprintf(uri, sizeof uri, "%s", g_fx.uri);
-    g_ctx = iio_create_context_from_uri(uri);
+    QES_IIOFX_START_OR_SKIP(&o, &g_fx);
+    g_ctx = qes_iiofx_connect(&g_fx, 5000);
     cr_assert_not_null(g_ctx, "%s: %s", g_fx.uri, strerror(errno));
-    cr_assert_eq(iio_context_set_timeout(g_ctx, 5000), 0);
     struct iio_device *dev = iio_context_find_device(g_ctx, "qes-adc");
     cr_assert_not_null(dev);
 

@@ -38,13 +38,7 @@ static struct iio_buffer *g_buf;
 
 static void teardown(void)
 {
-    if (g_buf)
-        iio_buffer_destroy(g_buf);
-    g_buf = NULL;
-    if (g_ctx)
-        iio_context_destroy(g_ctx);
-    g_ctx = NULL;
-    qes_iiofx_stop(&g_fx);
+    qes_iiofx_release(&g_fx, &g_ctx, &g_buf);
 }
 
 TestSuite(iio_fixture, .fini = teardown, .timeout = 60);
@@ -73,30 +67,14 @@ static struct qes_iiofx_opts opts_default(void)
                                    .pace = QES_IIOFX_FREE};
 }
 
-/* libiio 0.24 truncates "ip:HOST:PORT" in place (it cuts the port off the
- * string it was given): always hand it a copy. */
-static struct iio_context *connect_ctx(const char *uri)
+/* Start g_fx and connect g_ctx (5 s timeout); skips the test (ending it)
+ * when the fixture cannot run here. */
+static void start(const struct qes_iiofx_opts *o)
 {
-    char copy[sizeof g_fx.uri];
-    snprintf(copy, sizeof copy, "%s", uri);
-    return iio_create_context_from_uri(copy);
-}
-
-/* Start g_fx and connect g_ctx; 0 when the test must end (skipped). */
-static int start(const struct qes_iiofx_opts *o)
-{
-    char why[1024] = "";
-    int r = qes_iiofx_start(o, &g_fx, why, sizeof why);
-    if (r == 1) {
-        cr_skip_test("%s", why);
-        return 0;
-    }
-    cr_assert_eq(r, 0, "qes_iiofx_start: %s", why);
+    QES_IIOFX_START_OR_SKIP(o, &g_fx);
     cr_log_info("fixture %s up in %.0f ms (%s)", g_fx.uri, g_fx.startup_ms, g_fx.workdir);
-    g_ctx = connect_ctx(g_fx.uri);
+    g_ctx = qes_iiofx_connect(&g_fx, 5000);
     cr_assert_not_null(g_ctx, "%s: %s", g_fx.uri, strerror(errno));
-    cr_assert_eq(iio_context_set_timeout(g_ctx, 5000), 0);
-    return 1;
 }
 
 static struct iio_device *device(void)
@@ -123,6 +101,16 @@ static void open_buffer(struct iio_device *dev, unsigned n, int ts, size_t sampl
     }
     g_buf = iio_device_create_buffer(dev, samples, false);
     cr_assert_not_null(g_buf, "iio_device_create_buffer: %s", strerror(errno));
+}
+
+/* start(o), then open_buffer on voltage0..n-1 (and the timestamp). */
+static struct iio_device *start_streaming(const struct qes_iiofx_opts *o, unsigned n, int ts,
+                                          size_t samples)
+{
+    start(o);
+    struct iio_device *dev = device();
+    open_buffer(dev, n, ts, samples);
+    return dev;
 }
 
 static struct iio_channel *chan(struct iio_device *dev, const char *id)
@@ -229,8 +217,7 @@ Test(iio_fixture, counter_and_timestamps_over_four_buffers)
 {
     struct qes_iiofx_opts o = opts_default();
     o.scale = 0.000123;
-    if (!start(&o))
-        return;
+    start(&o);
     struct iio_device *dev = device();
 
     /* The device as the header describes it. */
@@ -315,10 +302,7 @@ ParameterizedTest(struct layout_case *p, iio_fixture, scan_types)
     o.n_channels = p->n;
     o.scan_type = p->type;
     o.timestamp = p->ts;
-    if (!start(&o))
-        return;
-    struct iio_device *dev = device();
-    open_buffer(dev, p->n, p->ts, 4096);
+    struct iio_device *dev = start_streaming(&o, p->n, p->ts, 4096);
     cr_assert_eq(iio_buffer_step(g_buf), (ptrdiff_t)p->bytes, "%s x %u: scan size", p->type, p->n);
     uint64_t k = UINT64_MAX;
     for (int b = 0; b < 2; b++) {
@@ -347,10 +331,7 @@ Test(iio_fixture, sine_wave)
     o.wave = QES_IIOFX_SINE;
     o.sine_freq_hz = 1000;
     o.sine_amplitude = 1000;
-    if (!start(&o))
-        return;
-    struct iio_device *dev = device();
-    open_buffer(dev, 1, 0, 4096);
+    struct iio_device *dev = start_streaming(&o, 1, 0, 4096);
     refill();
     struct iio_channel *c0 = chan(dev, "voltage0");
     ptrdiff_t step = iio_buffer_step(g_buf);
@@ -388,8 +369,7 @@ Test(iio_fixture, sine_wave)
 Test(iio_fixture, refused_attribute_write_fails)
 {
     struct qes_iiofx_opts o = opts_default();
-    if (!start(&o))
-        return;
+    start(&o);
     struct iio_device *dev = device();
     char buf[64];
     cr_assert_gt(iio_device_attr_write(dev, "sampling_frequency", "2000"), 0);
@@ -412,10 +392,7 @@ Test(iio_fixture, refused_attribute_write_fails)
 Test(iio_fixture, feeder_kill_then_restart)
 {
     struct qes_iiofx_opts o = opts_default();
-    if (!start(&o))
-        return;
-    struct iio_device *dev = device();
-    open_buffer(dev, 4, 1, 4096);
+    struct iio_device *dev = start_streaming(&o, 4, 1, 4096);
     uint64_t k = UINT64_MAX;
     refill();
     check_counter(dev, 4, &k);
@@ -446,17 +423,16 @@ Test(iio_fixture, feeder_kill_then_restart)
 Test(iio_fixture, iiod_kill_then_restart)
 {
     struct qes_iiofx_opts o = opts_default();
-    if (!start(&o))
-        return;
+    start(&o);
     iio_context_destroy(g_ctx);
     g_ctx = NULL;
     cr_assert_eq(qes_iiofx_kill_iiod(&g_fx), 0);
-    struct iio_context *c = connect_ctx(g_fx.uri);
+    struct iio_context *c = qes_iiofx_connect(&g_fx, 0);
     if (c)
         iio_context_destroy(c);
     cr_assert_null(c, "a context while iiod is dead");
     cr_assert_eq(qes_iiofx_restart_iiod(&g_fx), 0);
-    g_ctx = connect_ctx(g_fx.uri);
+    g_ctx = qes_iiofx_connect(&g_fx, 0);
     cr_assert_not_null(g_ctx, "%s after restart: %s", g_fx.uri, strerror(errno));
     struct iio_device *dev = device();
     open_buffer(dev, 4, 1, 1024);
@@ -475,10 +451,7 @@ Test(iio_fixture, realtime_overflow_is_counted_and_visible)
     struct qes_iiofx_opts o = opts_default();
     o.sample_rate_hz = 1e6;
     o.pace = QES_IIOFX_REALTIME;
-    if (!start(&o))
-        return;
-    struct iio_device *dev = device();
-    open_buffer(dev, 4, 1, 4096);
+    struct iio_device *dev = start_streaming(&o, 4, 1, 4096);
     refill();
     uint64_t dropped0 = qes_iiofx_dropped(&g_fx);
     sleep_ms(300); /* the pipe holds ~44 ms at 24 MB/s */
@@ -532,10 +505,7 @@ Test(iio_fixture, realtime_overflow_is_counted_and_visible)
 Test(iio_fixture, free_pace_throughput)
 {
     struct qes_iiofx_opts o = opts_default();
-    if (!start(&o))
-        return;
-    struct iio_device *dev = device();
-    open_buffer(dev, 4, 1, 4096);
+    struct iio_device *dev = start_streaming(&o, 4, 1, 4096);
     uint64_t k = UINT64_MAX;
     size_t total = 0;
     double t0 = now_s(), t1;
@@ -565,8 +535,7 @@ static int connect_port(int port)
 Test(iio_fixture, stop_leaves_nothing)
 {
     struct qes_iiofx_opts o = opts_default();
-    if (!start(&o))
-        return;
+    start(&o);
     iio_context_destroy(g_ctx);
     g_ctx = NULL;
     pid_t group = g_fx.pid;
@@ -583,6 +552,13 @@ Test(iio_fixture, stop_leaves_nothing)
     qes_iiofx_stop(&g_fx); /* twice is fine */
 }
 
+/* What the crashing child of crash_leaves_no_process reports of its start. */
+struct start_msg {
+    int r;
+    struct qes_iiofx fx;
+    char why[512];
+};
+
 /* A test process that dies without stopping: the fixture goes with it. */
 Test(iio_fixture, crash_leaves_no_process)
 {
@@ -596,22 +572,14 @@ Test(iio_fixture, crash_leaves_no_process)
         struct qes_iiofx_opts o = opts_default();
         char why[512];
         int r = qes_iiofx_start(&o, &fx, why, sizeof why);
-        struct {
-            int r;
-            struct qes_iiofx fx;
-            char why[512];
-        } msg = {r, fx, ""};
+        struct start_msg msg = {r, fx, ""};
         memcpy(msg.why, why, sizeof why);
         (void)!write(pfd[1], &msg, sizeof msg);
         kill(getpid(), SIGKILL); /* a crash: no stop, no atexit */
         _exit(1);
     }
     close(pfd[1]);
-    struct {
-        int r;
-        struct qes_iiofx fx;
-        char why[512];
-    } msg;
+    struct start_msg msg;
     ssize_t got = read(pfd[0], &msg, sizeof msg);
     close(pfd[0]);
     int st;

@@ -43,11 +43,7 @@ TestSuite(source_iio, .fini = fini, .timeout = 240);
 
 static void fx_start(const struct qes_iiofx_opts *o)
 {
-    char why[512] = "";
-    int rc = qes_iiofx_start(o, &g_fx, why, sizeof why);
-    if (rc == 1)
-        cr_skip_test("the emulated IIO device cannot run here: %s", why);
-    cr_assert_eq(rc, 0, "iio fixture: %s", why);
+    QES_IIOFX_START_OR_SKIP(o, &g_fx);
     g_fx_on = 1;
 }
 
@@ -72,13 +68,44 @@ static void sleep_s(double s)
         ;
 }
 
-static struct qes_iio_desc base_desc(double fs)
+/* Start the fixture with the counter on n channels of the scan type. */
+static void fx_counter(unsigned n, const char *scan_type, int timestamp, double fs,
+                       enum qes_iiofx_pace pace)
+{
+    struct qes_iiofx_opts o = {.n_channels = n,
+                               .scan_type = scan_type,
+                               .timestamp = timestamp,
+                               .sample_rate_hz = fs,
+                               .wave = QES_IIOFX_COUNTER,
+                               .pace = pace};
+    fx_start(&o);
+}
+
+/* Device qes-adc at uri, rate fs (0: keep the device's), the rest default. */
+static struct qes_iio_desc desc_at(const char *uri, double fs)
 {
     struct qes_iio_desc d;
     memset(&d, 0, sizeof d);
-    d.uri = g_fx.uri;
+    d.uri = uri;
     d.device = "qes-adc";
     d.sample_rate_hz = fs;
+    return d;
+}
+
+static struct qes_iio_desc base_desc(double fs)
+{
+    return desc_at(g_fx.uri, fs);
+}
+
+/* base_desc(fs) read in buffers of buffer_samples with a 300 ms timeout,
+ * retrying a lost device from every 0.05 s up to every max_s. */
+static struct qes_iio_desc reconnecting_desc(double fs, size_t buffer_samples, double max_s)
+{
+    struct qes_iio_desc d = base_desc(fs);
+    d.buffer_samples = buffer_samples;
+    d.timeout_ms = 300;
+    d.reconnect_min_s = 0.05;
+    d.reconnect_max_s = max_s;
     return d;
 }
 
@@ -88,6 +115,39 @@ static void create_or_fail(const struct qes_iio_desc *d)
     int rc = qes_source_iio_create(d, &g_src, err, sizeof err);
     cr_assert_eq(rc, 0, "create: %s (%s)", err, qes_err_name(rc));
     cr_assert_not_null(g_src);
+}
+
+/* Create g_src from d, which must fail with code want; the message is in err. */
+static void create_fails(const struct qes_iio_desc *d, int want, char *err, size_t errlen)
+{
+    err[0] = 0;
+    int rc = qes_source_iio_create(d, &g_src, err, errlen);
+    cr_assert_eq(rc, want, "%s (%s)", qes_err_name(rc), err);
+}
+
+/* One read of at most max_n samples into f, which must deliver. */
+static void read_ok(struct qes_frame *f, size_t max_n)
+{
+    int rc = qes_source_read(g_src, f, max_n);
+    cr_assert_eq(rc, 1, "read: %d %s", rc, g_src->errmsg);
+}
+
+/* Read until the source stops delivering; returns its last code. */
+static int read_until_end(size_t max_n)
+{
+    struct qes_frame f;
+    int rc;
+    do
+        rc = qes_source_read(g_src, &f, max_n);
+    while (rc == 1);
+    return rc;
+}
+
+static struct qes_iio_stats stats(void)
+{
+    struct qes_iio_stats st;
+    qes_source_iio_stats(g_src, &st);
+    return st;
 }
 
 /* ---- the counter ------------------------------------------------------ */
@@ -148,6 +208,28 @@ static void counter_check(struct counter *k, const struct qes_frame *f)
     k->frames++;
 }
 
+/* read_ok, then counter_check. */
+static void read_counter(struct counter *k, struct qes_frame *f, size_t max_n)
+{
+    read_ok(f, max_n);
+    counter_check(k, f);
+}
+
+/* No wrong value so far; what (may be "") names the case. */
+static void counter_assert_right(const struct counter *k, const char *what)
+{
+    cr_assert_eq(k->bad, 0, "%s%s%llu wrong values; first: %s", what, what[0] ? ": " : "",
+                 (unsigned long long)k->bad, k->first_bad);
+}
+
+/* Criterion's index parameters 0..n-1, written into idx (static, n long). */
+static struct criterion_test_params index_params(int *idx, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        idx[i] = (int)i;
+    return cr_make_param_array(int, idx, n);
+}
+
 /* ---- bad descriptions (no device needed) ------------------------------ */
 
 static const char *const bad_names[] = {
@@ -160,17 +242,12 @@ static const char *const bad_names[] = {
 ParameterizedTestParameters(source_iio, bad_desc)
 {
     static int idx[N_BAD];
-    for (size_t i = 0; i < N_BAD; i++)
-        idx[i] = (int)i;
-    return cr_make_param_array(int, idx, N_BAD);
+    return index_params(idx, N_BAD);
 }
 
 ParameterizedTest(int *i, source_iio, bad_desc)
 {
-    struct qes_iio_desc d;
-    memset(&d, 0, sizeof d);
-    d.uri = "ip:127.0.0.1:1"; /* never contacted: the desc is checked first */
-    d.device = "qes-adc";
+    struct qes_iio_desc d = desc_at("ip:127.0.0.1:1", 0); /* never contacted: checked first */
     const struct qes_iio_desc *dp = &d;
     switch (*i) {
     case 0:
@@ -219,13 +296,9 @@ ParameterizedTest(int *i, source_iio, bad_desc)
 
 Test(source_iio, unreachable_context_names_the_uri)
 {
-    struct qes_iio_desc d;
-    memset(&d, 0, sizeof d);
-    d.uri = "ip:127.0.0.1:1"; /* port 1: connection refused */
-    d.device = "qes-adc";
-    char err[512] = "";
-    int rc = qes_source_iio_create(&d, &g_src, err, sizeof err);
-    cr_assert_eq(rc, QES_EIO, "%s (%s)", qes_err_name(rc), err);
+    struct qes_iio_desc d = desc_at("ip:127.0.0.1:1", 0); /* port 1: connection refused */
+    char err[512];
+    create_fails(&d, QES_EIO, err, sizeof err);
     cr_assert_not_null(strstr(err, "ip:127.0.0.1:1"), "%s", err);
 }
 
@@ -236,13 +309,7 @@ Test(source_iio, counter_s24_four_channels_ten_seconds)
     /* The free feeder is flow-controlled: 10 s of samples at 200 kHz
      * (2e6 per channel) are read as fast as iiod serves them. */
     const double fs = 200000;
-    struct qes_iiofx_opts o = {.n_channels = 4,
-                               .scan_type = "le:s24/32>>0",
-                               .timestamp = 1,
-                               .sample_rate_hz = fs,
-                               .wave = QES_IIOFX_COUNTER,
-                               .pace = QES_IIOFX_FREE};
-    fx_start(&o);
+    fx_counter(4, "le:s24/32>>0", 1, fs, QES_IIOFX_FREE);
     struct qes_iio_desc d = base_desc(fs);
     create_or_fail(&d);
     cr_assert_eq(g_src->n_channels, 4);
@@ -256,12 +323,10 @@ Test(source_iio, counter_s24_four_channels_ten_seconds)
     double t0 = mono_s();
     while (k.samples < target) {
         struct qes_frame f;
-        int rc = qes_source_read(g_src, &f, max_n);
-        cr_assert_eq(rc, 1, "read: %d %s", rc, g_src->errmsg);
+        read_counter(&k, &f, max_n);
         cr_assert_leq(f.n, max_n);
         cr_assert_eq(f.lost_before, 0, "gap of %llu at %llu", (unsigned long long)f.lost_before,
                      (unsigned long long)f.first_sample);
-        counter_check(&k, &f);
         /* Timestamps: the feeder's are t_a + round(k 1e9 / fs), 5000 ns a
          * sample exactly at 200 kHz. */
         cr_assert(f.has_device_time);
@@ -274,9 +339,8 @@ Test(source_iio, counter_s24_four_channels_ten_seconds)
         prev_arrival = f.arrival_ns;
     }
     double el = mono_s() - t0;
-    cr_assert_eq(k.bad, 0, "%llu wrong values; first: %s", (unsigned long long)k.bad, k.first_bad);
-    struct qes_iio_stats st;
-    qes_source_iio_stats(g_src, &st);
+    counter_assert_right(&k, "");
+    struct qes_iio_stats st = stats();
     cr_assert_eq(st.samples, k.samples);
     cr_assert_eq(st.lost, 0);
     cr_assert_eq(st.gaps, 0);
@@ -304,21 +368,13 @@ static const struct {
 ParameterizedTestParameters(source_iio, scan_types)
 {
     static int idx[N_SCAN];
-    for (size_t i = 0; i < N_SCAN; i++)
-        idx[i] = (int)i;
-    return cr_make_param_array(int, idx, N_SCAN);
+    return index_params(idx, N_SCAN);
 }
 
 ParameterizedTest(int *i, source_iio, scan_types)
 {
     const double fs = 50000;
-    struct qes_iiofx_opts o = {.n_channels = 2,
-                               .scan_type = scan_cases[*i].type,
-                               .timestamp = scan_cases[*i].timestamp,
-                               .sample_rate_hz = fs,
-                               .wave = QES_IIOFX_COUNTER,
-                               .pace = QES_IIOFX_FREE};
-    fx_start(&o);
+    fx_counter(2, scan_cases[*i].type, scan_cases[*i].timestamp, fs, QES_IIOFX_FREE);
     struct qes_iio_desc d = base_desc(0); /* keep the device's rate */
     d.channels[0] = "voltage0";
     d.channels[1] = "voltage1";
@@ -333,13 +389,10 @@ ParameterizedTest(int *i, source_iio, scan_types)
             .bits = scan_cases[*i].bits, .nch = 2, .is_signed = scan_cases[*i].is_signed};
     while (k.samples < 100000) {
         struct qes_frame f;
-        int rc = qes_source_read(g_src, &f, 777);
-        cr_assert_eq(rc, 1, "read: %d %s", rc, g_src->errmsg);
+        read_counter(&k, &f, 777);
         cr_assert_eq(f.has_device_time, scan_cases[*i].timestamp);
-        counter_check(&k, &f);
     }
-    cr_assert_eq(k.bad, 0, "%s: %llu wrong values; first: %s", scan_cases[*i].type,
-                 (unsigned long long)k.bad, k.first_bad);
+    counter_assert_right(&k, scan_cases[*i].type);
     cr_assert_eq(k.lost, 0);
 }
 
@@ -368,13 +421,7 @@ Test(source_iio, scale_attribute_is_the_default_gain)
 
 Test(source_iio, no_scale_attribute_gives_zero)
 {
-    struct qes_iiofx_opts o = {.n_channels = 1,
-                               .scan_type = "le:s16/16>>0",
-                               .timestamp = 0,
-                               .sample_rate_hz = 10000,
-                               .wave = QES_IIOFX_COUNTER,
-                               .pace = QES_IIOFX_FREE};
-    fx_start(&o);
+    fx_counter(1, "le:s16/16>>0", 0, 10000, QES_IIOFX_FREE);
     struct qes_iio_desc d = base_desc(0);
     create_or_fail(&d);
     cr_assert_eq(qes_source_iio_scale(g_src, 0), 0);
@@ -384,13 +431,7 @@ Test(source_iio, no_scale_attribute_gives_zero)
 
 Test(source_iio, device_by_name_id_and_label)
 {
-    struct qes_iiofx_opts o = {.n_channels = 2,
-                               .scan_type = "le:s16/16>>0",
-                               .timestamp = 1,
-                               .sample_rate_hz = 10000,
-                               .wave = QES_IIOFX_COUNTER,
-                               .pace = QES_IIOFX_FREE};
-    fx_start(&o);
+    fx_counter(2, "le:s16/16>>0", 1, 10000, QES_IIOFX_FREE);
     const char *names[] = {"qes-adc", "iio:device0", "qes-emulated-adc"};
     for (size_t n = 0; n < 3; n++) {
         struct qes_iio_desc d = base_desc(0);
@@ -399,19 +440,16 @@ Test(source_iio, device_by_name_id_and_label)
         cr_assert_eq(g_src->n_channels, 2, "%s", names[n]);
         struct qes_frame f;
         struct counter k = {.bits = 16, .nch = 2, .is_signed = 1};
-        int rc = qes_source_read(g_src, &f, 100);
-        cr_assert_eq(rc, 1, "%s: read: %s", names[n], g_src->errmsg);
-        counter_check(&k, &f);
-        cr_assert_eq(k.bad, 0, "%s: %s", names[n], k.first_bad);
+        read_counter(&k, &f, 100);
+        counter_assert_right(&k, names[n]);
         qes_source_destroy(g_src);
         g_src = NULL;
     }
 
     struct qes_iio_desc d = base_desc(0);
-    char err[512] = "";
+    char err[512];
     d.device = "no-such-adc";
-    int rc = qes_source_iio_create(&d, &g_src, err, sizeof err);
-    cr_assert_eq(rc, QES_ENOENT, "%s (%s)", qes_err_name(rc), err);
+    create_fails(&d, QES_ENOENT, err, sizeof err);
     cr_assert_not_null(strstr(err, "no-such-adc"), "%s", err);
     cr_assert_not_null(strstr(err, g_fx.uri), "%s", err);
 
@@ -419,37 +457,27 @@ Test(source_iio, device_by_name_id_and_label)
     d.channels[0] = "voltage0";
     d.channels[1] = "voltage7";
     d.n_channels = 2;
-    rc = qes_source_iio_create(&d, &g_src, err, sizeof err);
-    cr_assert_eq(rc, QES_ENOENT, "%s (%s)", qes_err_name(rc), err);
+    create_fails(&d, QES_ENOENT, err, sizeof err);
     cr_assert_not_null(strstr(err, "voltage7"), "%s", err);
 
     d.channels[1] = "timestamp";
-    rc = qes_source_iio_create(&d, &g_src, err, sizeof err);
-    cr_assert_eq(rc, QES_EINVAL, "%s (%s)", qes_err_name(rc), err);
+    create_fails(&d, QES_EINVAL, err, sizeof err);
     cr_assert_not_null(strstr(err, "timestamp"), "%s", err);
 
     d.channels[1] = "voltage0";
-    rc = qes_source_iio_create(&d, &g_src, err, sizeof err);
-    cr_assert_eq(rc, QES_EINVAL, "%s (%s)", qes_err_name(rc), err);
+    create_fails(&d, QES_EINVAL, err, sizeof err);
 }
 
 Test(source_iio, channel_subset_in_the_order_given)
 {
-    struct qes_iiofx_opts o = {.n_channels = 4,
-                               .scan_type = "le:s24/32>>0",
-                               .timestamp = 1,
-                               .sample_rate_hz = 10000,
-                               .wave = QES_IIOFX_COUNTER,
-                               .pace = QES_IIOFX_FREE};
-    fx_start(&o);
+    fx_counter(4, "le:s24/32>>0", 1, 10000, QES_IIOFX_FREE);
     struct qes_iio_desc d = base_desc(0);
     d.channels[0] = "voltage3";
     d.channels[1] = "voltage1";
     d.n_channels = 2;
     create_or_fail(&d);
     struct qes_frame f;
-    int rc = qes_source_read(g_src, &f, 500);
-    cr_assert_eq(rc, 1, "read: %s", g_src->errmsg);
+    read_ok(&f, 500);
     /* voltage3 - voltage1 = 2 on every sample (n = 4 voltage channels in
      * the counter, whichever are enabled) */
     for (size_t i = 0; i < f.n; i++)
@@ -463,18 +491,11 @@ Test(source_iio, channel_subset_in_the_order_given)
 
 Test(source_iio, refused_rate_write_names_the_attribute)
 {
-    struct qes_iiofx_opts o = {.n_channels = 2,
-                               .scan_type = "le:s16/16>>0",
-                               .timestamp = 1,
-                               .sample_rate_hz = 48000,
-                               .wave = QES_IIOFX_COUNTER,
-                               .pace = QES_IIOFX_FREE};
-    fx_start(&o);
+    fx_counter(2, "le:s16/16>>0", 1, 48000, QES_IIOFX_FREE);
     cr_assert_eq(qes_iiofx_refuse_attr(&g_fx, "sampling_frequency"), 0);
     struct qes_iio_desc d = base_desc(96000);
-    char err[512] = "";
-    int rc = qes_source_iio_create(&d, &g_src, err, sizeof err);
-    cr_assert_eq(rc, QES_ECONFIG, "%s (%s)", qes_err_name(rc), err);
+    char err[512];
+    create_fails(&d, QES_ECONFIG, err, sizeof err);
     cr_assert_null(g_src);
     cr_assert_not_null(strstr(err, "sampling_frequency"), "%s", err);
     cr_assert_not_null(strstr(err, g_fx.uri), "%s", err);
@@ -491,17 +512,10 @@ Test(source_iio, rate_read_back_mismatch_is_a_config_error)
 {
     /* libiio writes a non-integer rate with "%f": 100.0000004 Hz becomes
      * "100.000000" and is read back as 100 Hz, 4e-9 off (tolerance 1e-9). */
-    struct qes_iiofx_opts o = {.n_channels = 1,
-                               .scan_type = "le:s16/16>>0",
-                               .timestamp = 1,
-                               .sample_rate_hz = 1000,
-                               .wave = QES_IIOFX_COUNTER,
-                               .pace = QES_IIOFX_FREE};
-    fx_start(&o);
+    fx_counter(1, "le:s16/16>>0", 1, 1000, QES_IIOFX_FREE);
     struct qes_iio_desc d = base_desc(100.0000004);
-    char err[512] = "";
-    int rc = qes_source_iio_create(&d, &g_src, err, sizeof err);
-    cr_assert_eq(rc, QES_ECONFIG, "%s (%s)", qes_err_name(rc), err);
+    char err[512];
+    create_fails(&d, QES_ECONFIG, err, sizeof err);
     cr_assert_not_null(strstr(err, "sampling_frequency"), "%s", err);
     cr_assert_not_null(strstr(err, "read back as 100 Hz"), "%s", err);
     cr_assert_not_null(strstr(err, "100.0000004"), "%s", err);
@@ -511,9 +525,7 @@ Test(source_iio, rate_read_back_mismatch_is_a_config_error)
     d.rate_tolerance = 1e-8;
     create_or_fail(&d);
     cr_assert_eq(g_src->sample_rate_hz, 100);
-    struct qes_iio_stats st;
-    qes_source_iio_stats(g_src, &st);
-    cr_assert_eq(st.rate_readback_hz, 100);
+    cr_assert_eq(stats().rate_readback_hz, 100);
 }
 
 /* ---- (6) realtime pacing, slow reader: overflow counted exactly ------- */
@@ -525,15 +537,23 @@ static void read_for(struct counter *k, double dur, double nap_s, size_t max_n,
     double end = mono_s() + dur;
     while (mono_s() < end) {
         struct qes_frame f;
-        int rc = qes_source_read(g_src, &f, max_n);
-        cr_assert_eq(rc, 1, "read: %d %s", rc, g_src->errmsg);
+        read_counter(k, &f, max_n);
         cr_assert_leq(f.n, max_n);
         if (f.lost_before && frames_with_gap)
             (*frames_with_gap)++;
-        counter_check(k, &f);
         if (nap_s > 0)
             sleep_s(nap_s);
     }
+}
+
+/* A source on 2 channels of the scan type paced in real time at fs, read
+ * in 4096-sample buffers. */
+static void realtime_source(const char *scan_type, int timestamp, double fs)
+{
+    fx_counter(2, scan_type, timestamp, fs, QES_IIOFX_REALTIME);
+    struct qes_iio_desc d = base_desc(fs);
+    d.buffer_samples = 4096;
+    create_or_fail(&d);
 }
 
 Test(source_iio, realtime_overflow_counted_exactly)
@@ -542,16 +562,7 @@ Test(source_iio, realtime_overflow_counted_exactly)
      * 1 MiB pipe holds ~0.65 s.  A reader taking 4096 samples every
      * 100 ms consumes ~41 kS/s, so the pipe overflows after ~1 s. */
     const double fs = 100000;
-    struct qes_iiofx_opts o = {.n_channels = 2,
-                               .scan_type = "le:s24/32>>0",
-                               .timestamp = 1,
-                               .sample_rate_hz = fs,
-                               .wave = QES_IIOFX_COUNTER,
-                               .pace = QES_IIOFX_REALTIME};
-    fx_start(&o);
-    struct qes_iio_desc d = base_desc(fs);
-    d.buffer_samples = 4096;
-    create_or_fail(&d);
+    realtime_source("le:s24/32>>0", 1, fs);
     struct counter k = {.bits = 24, .nch = 2, .is_signed = 1};
     uint64_t gap_frames = 0;
     read_for(&k, 3.0, 0.1, 4096, &gap_frames);
@@ -575,9 +586,8 @@ Test(source_iio, realtime_overflow_counted_exactly)
     cr_assert_eq(d1, d2, "the feeder kept dropping samples although the reader caught up");
     read_for(&k, 0.3, 0, 4096, NULL); /* deliver samples produced after the last look */
 
-    struct qes_iio_stats st;
-    qes_source_iio_stats(g_src, &st);
-    cr_assert_eq(k.bad, 0, "%llu wrong values; first: %s", (unsigned long long)k.bad, k.first_bad);
+    struct qes_iio_stats st = stats();
+    counter_assert_right(&k, "");
     cr_assert_eq(st.lost, d2, "source lost %llu, feeder dropped %llu", (unsigned long long)st.lost,
                  (unsigned long long)d2);
     cr_assert_eq(k.lost, st.lost, "lost_before sum %llu vs stats %llu", (unsigned long long)k.lost,
@@ -603,30 +613,19 @@ Test(source_iio, realtime_overflow_without_timestamps_found_from_elapsed_time)
      * holds ~2.6 s; reading 4096 samples every 200 ms (20 kS/s) for 8 s
      * overflows by ~3.5 s worth of samples. */
     const double fs = 100000;
-    struct qes_iiofx_opts o = {.n_channels = 2,
-                               .scan_type = "le:s16/16>>0",
-                               .timestamp = 0,
-                               .sample_rate_hz = fs,
-                               .wave = QES_IIOFX_COUNTER,
-                               .pace = QES_IIOFX_REALTIME};
-    fx_start(&o);
-    struct qes_iio_desc d = base_desc(fs);
-    d.buffer_samples = 4096;
-    create_or_fail(&d);
+    realtime_source("le:s16/16>>0", 0, fs);
     uint64_t got = 0;
     double end = mono_s() + 8;
     while (mono_s() < end) {
         struct qes_frame f;
-        int rc = qes_source_read(g_src, &f, 4096);
-        cr_assert_eq(rc, 1, "read: %d %s", rc, g_src->errmsg);
+        read_ok(&f, 4096);
         cr_assert_eq(f.has_device_time, 0);
         got += f.n;
         sleep_s(0.2);
     }
     sleep_s(0.25);
     uint64_t dropped = qes_iiofx_dropped(&g_fx);
-    struct qes_iio_stats st;
-    qes_source_iio_stats(g_src, &st);
+    struct qes_iio_stats st = stats();
     cr_log_info("elapsed-time inference: lost %llu in %llu gaps; feeder dropped %llu",
                 (unsigned long long)st.lost, (unsigned long long)st.gaps,
                 (unsigned long long)dropped);
@@ -668,36 +667,46 @@ static void *fault_thread(void *arg)
     return NULL;
 }
 
+/* The device-loss runs: 2 x s24/32 at fs in real time, with or without
+ * timestamps, read in 2048-sample buffers with quick reconnection; a thread
+ * kills the feeder (or iiod) after 1 s and restarts it 1.5 s later. */
+static pthread_t loss_start(double fs, int timestamp, struct fault *ft, int kill_iiod)
+{
+    fx_counter(2, "le:s24/32>>0", timestamp, fs, QES_IIOFX_REALTIME);
+    struct qes_iio_desc d = reconnecting_desc(fs, 2048, 0.4);
+    d.give_up_s = 60; /* never hang the test */
+    create_or_fail(&d);
+    *ft = (struct fault){.kill_iiod = kill_iiod, .before_s = 1.0, .away_s = 1.5};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, fault_thread, ft), 0);
+    return th;
+}
+
+/* After a device-loss run: the fault was injected and undone, every value
+ * was right, and the source reconnected.  Returns the source's statistics. */
+static struct qes_iio_stats loss_end(pthread_t th, const struct fault *ft, const struct counter *k)
+{
+    pthread_join(th, NULL);
+    cr_assert_eq(ft->rc_kill, 0, "kill failed");
+    cr_assert_eq(ft->rc_restart, 0, "restart failed");
+    counter_assert_right(k, "");
+    struct qes_iio_stats st = stats();
+    cr_assert_geq(st.reconnects, 1);
+    return st;
+}
+
 static void lose_device(int kill_iiod)
 {
     const double fs = 50000;
-    struct qes_iiofx_opts o = {.n_channels = 2,
-                               .scan_type = "le:s24/32>>0",
-                               .timestamp = 1,
-                               .sample_rate_hz = fs,
-                               .wave = QES_IIOFX_COUNTER,
-                               .pace = QES_IIOFX_REALTIME};
-    fx_start(&o);
-    struct qes_iio_desc d = base_desc(fs);
-    d.buffer_samples = 2048;
-    d.timeout_ms = 300;
-    d.reconnect_min_s = 0.05;
-    d.reconnect_max_s = 0.4;
-    d.give_up_s = 60; /* never hang the test */
-    create_or_fail(&d);
-
-    struct fault ft = {.kill_iiod = kill_iiod, .before_s = 1.0, .away_s = 1.5};
-    pthread_t th;
-    cr_assert_eq(pthread_create(&th, NULL, fault_thread, &ft), 0);
+    struct fault ft;
+    pthread_t th = loss_start(fs, 1, &ft, kill_iiod);
     struct counter k = {.bits = 24, .nch = 2, .is_signed = 1};
     uint64_t lost_after_kill = 0, samples_after_resume = 0;
     int64_t first_after_gap_ns = 0;
     double t_end = mono_s() + 60;
     while (mono_s() < t_end) {
         struct qes_frame f;
-        int rc = qes_source_read(g_src, &f, 1000);
-        cr_assert_eq(rc, 1, "read: %d %s", rc, g_src->errmsg);
-        counter_check(&k, &f);
+        read_counter(&k, &f, 1000);
         /* the feeder's realtime timestamps read UTC: they date the frames */
         cr_assert(f.has_device_time);
         cr_assert_eq(f.host_time_ns, f.device_time_ns);
@@ -711,13 +720,7 @@ static void lose_device(int kill_iiod)
         if (samples_after_resume >= (uint64_t)fs)
             break;
     }
-    pthread_join(th, NULL);
-    cr_assert_eq(ft.rc_kill, 0, "kill failed");
-    cr_assert_eq(ft.rc_restart, 0, "restart failed");
-    struct qes_iio_stats st;
-    qes_source_iio_stats(g_src, &st);
-    cr_assert_eq(k.bad, 0, "%llu wrong values; first: %s", (unsigned long long)k.bad, k.first_bad);
-    cr_assert_geq(st.reconnects, 1);
+    struct qes_iio_stats st = loss_end(th, &ft, &k);
     cr_assert_geq(st.refill_errors, 1);
     cr_assert_geq(samples_after_resume, (uint64_t)fs, "the data did not continue");
     /* The feeder produces only samples that are due (no read-ahead), so
@@ -752,24 +755,8 @@ Test(source_iio, feeder_lost_without_timestamps_gap_from_host_clock)
      * counter gives the true gap (k jumps by gap + 1), so the estimate is
      * checked against it; continuity is checked exactly between gaps. */
     const double fs = 50000;
-    struct qes_iiofx_opts o = {.n_channels = 2,
-                               .scan_type = "le:s24/32>>0",
-                               .timestamp = 0,
-                               .sample_rate_hz = fs,
-                               .wave = QES_IIOFX_COUNTER,
-                               .pace = QES_IIOFX_REALTIME};
-    fx_start(&o);
-    struct qes_iio_desc d = base_desc(fs);
-    d.buffer_samples = 2048;
-    d.timeout_ms = 300;
-    d.reconnect_min_s = 0.05;
-    d.reconnect_max_s = 0.4;
-    d.give_up_s = 60;
-    create_or_fail(&d);
-
-    struct fault ft = {.kill_iiod = 0, .before_s = 1.0, .away_s = 1.5};
-    pthread_t th;
-    cr_assert_eq(pthread_create(&th, NULL, fault_thread, &ft), 0);
+    struct fault ft;
+    pthread_t th = loss_start(fs, 0, &ft, 0);
     struct counter k = {.bits = 24, .nch = 2, .is_signed = 1};
     const uint64_t mask = mask_bits(24);
     uint64_t last_u = 0, true_lost = 0, reported = 0, after = 0;
@@ -777,8 +764,7 @@ Test(source_iio, feeder_lost_without_timestamps_gap_from_host_clock)
     double t_end = mono_s() + 60;
     while (mono_s() < t_end && after < (uint64_t)fs) {
         struct qes_frame f;
-        int rc = qes_source_read(g_src, &f, 1000);
-        cr_assert_eq(rc, 1, "read: %d %s", rc, g_src->errmsg);
+        read_ok(&f, 1000);
         cr_assert_eq(f.has_device_time, 0);
         uint64_t u = (uint64_t)(int64_t)f.samples[0] & mask;
         if (f.lost_before) {
@@ -793,13 +779,7 @@ Test(source_iio, feeder_lost_without_timestamps_gap_from_host_clock)
         if (gaps)
             after += f.n;
     }
-    pthread_join(th, NULL);
-    cr_assert_eq(ft.rc_kill, 0);
-    cr_assert_eq(ft.rc_restart, 0);
-    cr_assert_eq(k.bad, 0, "%llu wrong values; first: %s", (unsigned long long)k.bad, k.first_bad);
-    struct qes_iio_stats st;
-    qes_source_iio_stats(g_src, &st);
-    cr_assert_geq(st.reconnects, 1);
+    struct qes_iio_stats st = loss_end(th, &ft, &k);
     cr_assert_geq(gaps, 1);
     cr_assert_eq(st.gaps_timestamp, 0);
     cr_assert_geq(st.gaps_rate, 1);
@@ -824,66 +804,43 @@ static void *stop_later(void *arg)
     return NULL;
 }
 
-Test(source_iio, stop_flag_ends_a_reconnection)
+/* One channel at 50 kHz in real time, read in 1024-sample buffers with
+ * quick reconnection, ending on *stop (may be NULL) or after give_up_s (0:
+ * never); one read, then iiod is killed. */
+static void read_then_kill_iiod(volatile sig_atomic_t *stop, double give_up_s)
 {
     const double fs = 50000;
-    struct qes_iiofx_opts o = {.n_channels = 1,
-                               .scan_type = "le:s16/16>>0",
-                               .timestamp = 1,
-                               .sample_rate_hz = fs,
-                               .wave = QES_IIOFX_COUNTER,
-                               .pace = QES_IIOFX_REALTIME};
-    fx_start(&o);
-    struct qes_iio_desc d = base_desc(fs);
-    d.timeout_ms = 300;
-    d.buffer_samples = 1024;
-    d.reconnect_min_s = 0.05;
-    d.reconnect_max_s = 0.2;
-    d.stop = &g_stop;
+    fx_counter(1, "le:s16/16>>0", 1, fs, QES_IIOFX_REALTIME);
+    struct qes_iio_desc d = reconnecting_desc(fs, 1024, 0.2);
+    d.stop = stop;
+    d.give_up_s = give_up_s;
     create_or_fail(&d);
     struct qes_frame f;
     cr_assert_eq(qes_source_read(g_src, &f, 1024), 1, "%s", g_src->errmsg);
     cr_assert_eq(qes_iiofx_kill_iiod(&g_fx), 0);
+}
+
+Test(source_iio, stop_flag_ends_a_reconnection)
+{
+    read_then_kill_iiod(&g_stop, 0);
     double when = 1.0;
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, stop_later, &when), 0);
-    int rc;
-    do /* what was queued, then the refill fails, then retries until stopped */
-        rc = qes_source_read(g_src, &f, 1024);
-    while (rc == 1);
+    /* what was queued, then the refill fails, then retries until stopped */
+    int rc = read_until_end(1024);
     pthread_join(th, NULL);
     cr_assert_eq(rc, 0, "read: %d %s", rc, g_src->errmsg);
+    struct qes_frame f;
     cr_assert_eq(qes_source_read(g_src, &f, 1024), 0, "a stopped source stays at its end");
-    struct qes_iio_stats st;
-    qes_source_iio_stats(g_src, &st);
+    struct qes_iio_stats st = stats();
     cr_assert_geq(st.refill_errors, 1);
     cr_assert_eq(st.reconnects, 0);
 }
 
 Test(source_iio, gives_up_after_give_up_s)
 {
-    const double fs = 50000;
-    struct qes_iiofx_opts o = {.n_channels = 1,
-                               .scan_type = "le:s16/16>>0",
-                               .timestamp = 1,
-                               .sample_rate_hz = fs,
-                               .wave = QES_IIOFX_COUNTER,
-                               .pace = QES_IIOFX_REALTIME};
-    fx_start(&o);
-    struct qes_iio_desc d = base_desc(fs);
-    d.timeout_ms = 300;
-    d.buffer_samples = 1024;
-    d.reconnect_min_s = 0.05;
-    d.reconnect_max_s = 0.2;
-    d.give_up_s = 1.0;
-    create_or_fail(&d);
-    struct qes_frame f;
-    cr_assert_eq(qes_source_read(g_src, &f, 1024), 1, "%s", g_src->errmsg);
-    cr_assert_eq(qes_iiofx_kill_iiod(&g_fx), 0);
-    int rc;
-    do
-        rc = qes_source_read(g_src, &f, 1024);
-    while (rc == 1);
+    read_then_kill_iiod(NULL, 1.0);
+    int rc = read_until_end(1024);
     cr_assert_eq(rc, QES_EIO, "read: %d %s", rc, g_src->errmsg);
     cr_assert_not_null(strstr(g_src->errmsg, "gave up"), "%s", g_src->errmsg);
     cr_assert_not_null(strstr(g_src->errmsg, g_fx.uri), "%s", g_src->errmsg);

@@ -54,11 +54,7 @@ static void start_fixture(enum qes_iiofx_pace pace, double fs)
             .sine_amplitude = SINE_A,
             .pace = pace,
     };
-    char why[1024] = "";
-    int rc = qes_iiofx_start(&o, &g_fx, why, sizeof why);
-    if (rc == 1)
-        cr_skip_test("the emulated ADC cannot run here: %s", why);
-    cr_assert_eq(rc, 0, "fixture: %s", why);
+    QES_IIOFX_START_OR_SKIP(&o, &g_fx);
     g_fx_up = 1;
 }
 
@@ -172,27 +168,73 @@ static int has_flag(const json_t *o, const char *flag)
     return 0;
 }
 
+/* The run_end record, which must be there (the run was closed). */
+static const json_t *run_end(const json_t *arr)
+{
+    const json_t *end = find_type(arr, "run_end");
+    cr_assert_not_null(end, "no run_end record: the run was not closed");
+    return end;
+}
+
+/* A `qes run` of the fixture in the test directory: its files, and its
+ * standard error once it has ended. */
+struct live_run {
+    char ini[4200], out[4200], err[4200];
+    char *etext;
+};
+
+/* Start the fixture (start_fixture), make the test directory and name the
+ * files: live.ini, the output live.<out_ext>, live.err. */
+static void live_begin(struct live_run *r, enum qes_iiofx_pace pace, double fs, const char *out_ext)
+{
+    start_fixture(pace, fs);
+    itest_dir_make();
+    snprintf(r->ini, sizeof r->ini, "%s/live.ini", itest_dir());
+    snprintf(r->out, sizeof r->out, "%s/live.%s", itest_dir(), out_ext);
+    snprintf(r->err, sizeof r->err, "%s/live.err", itest_dir());
+    r->etext = NULL;
+}
+
+/* Start `qes run INI -o OUT`, stdout discarded, stderr to the err file. */
+static pid_t live_spawn(struct live_run *r)
+{
+    char *argv[] = {"qes", "run", r->ini, "-o", r->out, NULL};
+    return spawn_qes(argv, "/dev/null", r->err);
+}
+
+/* Wait for the run (wait_qes) and read its standard error into r->etext;
+ * returns its exit status. */
+static int live_wait(struct live_run *r, pid_t pid, double limit_s)
+{
+    int st = wait_qes(pid, limit_s);
+    r->etext = qes_test_slurp(r->err, NULL);
+    return st;
+}
+
+/* Free what the run holds and the records a, and remove the test directory. */
+static void live_done(struct live_run *r, json_t *a)
+{
+    free(r->etext);
+    r->etext = NULL;
+    json_decref(a);
+    itest_dir_clean();
+}
+
 /* ---- the live results are the replay of the raw tee's ------------------------------------ */
 
 Test(live, sine_equals_replay_of_raw_tee, .fini = stop_fixture)
 {
-    start_fixture(QES_IIOFX_FREE, FS_HZ);
-    itest_dir_make();
-    char ini[4200], ini2[4200], raw[4200], out[4200], err[4200], extra[4400];
-    snprintf(ini, sizeof ini, "%s/live.ini", itest_dir());
+    struct live_run L;
+    live_begin(&L, QES_IIOFX_FREE, FS_HZ, "jsonl");
+    char ini2[4200], raw[4200], extra[4400];
     snprintf(raw, sizeof raw, "%s/raw", itest_dir());
     snprintf(extra, sizeof extra, "[run]\nrecord_raw = %s\n", raw);
     g_gain_auto = 1; /* the device's scale, 0.001 mV per count */
-    write_ini(ini, FS_HZ, 2.0, extra);
+    write_ini(L.ini, FS_HZ, 2.0, extra);
     g_gain_auto = 0;
-    snprintf(out, sizeof out, "%s/live.jsonl", itest_dir());
-    snprintf(err, sizeof err, "%s/live.err", itest_dir());
-    char *argv[] = {"qes", "run", ini, "-o", out, NULL};
-    int st = wait_qes(spawn_qes(argv, "/dev/null", err), 120);
-    char *etext = qes_test_slurp(err, NULL);
-    cr_assert_eq(st, 0, "qes run exit %d: %s", st, etext);
-    free(etext);
-    json_t *a = load_jsonl(out);
+    int st = live_wait(&L, live_spawn(&L), 120);
+    cr_assert_eq(st, 0, "qes run exit %d: %s", st, L.etext);
+    json_t *a = load_jsonl(L.out);
 
     /* gain = auto became the device's scale in volts, and the run record says so */
     const json_t *runrec = find_type(a, "run");
@@ -260,8 +302,7 @@ Test(live, sine_equals_replay_of_raw_tee, .fini = stop_fixture)
     /* Error budget: the DFT of 1000 samples of ~4e6 counts in double, ~1e-15 relative per
      * operation growing as sqrt(n): ~3e-14; bound 1e-12 (as the backbone's end-to-end test). */
     cr_assert_lt(worst, 1e-12, "worst amplitude error %.3g relative", worst);
-    const json_t *end = find_type(a, "run_end");
-    cr_assert_not_null(end, "no run_end record");
+    const json_t *end = run_end(a);
     cr_assert_eq(itest_num(end, "lost"), 0);
     cr_assert_eq(itest_num(end, "samples"), 200000);
     cr_assert_gt(itest_num(end, "latency_n"), 0);
@@ -269,12 +310,11 @@ Test(live, sine_equals_replay_of_raw_tee, .fini = stop_fixture)
            "amplitude error %.3g relative (the rounding to counts itself: %.3g); latency p50 %.1f us, p99 %.1f us, max %.1f us\n",
            nb, worst, fabs(truth - unrounded) / unrounded, itest_num(end, "latency_p50_us"),
            itest_num(end, "latency_p99_us"), itest_num(end, "latency_max_us"));
-    json_decref(a);
     json_decref(b);
     json_decref(bb);
     free(rout);
     free(rerr);
-    itest_dir_clean();
+    live_done(&L, a);
 }
 
 /* ---- overflow: qes stopped while the ADC runs on --------------------------------------- */
@@ -282,32 +322,25 @@ Test(live, sine_equals_replay_of_raw_tee, .fini = stop_fixture)
 Test(live, overflow_counted_exactly, .fini = stop_fixture)
 {
     const double fs = 200000.0;
-    start_fixture(QES_IIOFX_REALTIME, fs);
-    itest_dir_make();
-    char ini[4200], out[4200], err[4200];
-    snprintf(ini, sizeof ini, "%s/live.ini", itest_dir());
-    write_ini(ini, fs, 8.0, NULL);
-    snprintf(out, sizeof out, "%s/live.jsonl", itest_dir());
-    snprintf(err, sizeof err, "%s/live.err", itest_dir());
-    char *argv[] = {"qes", "run", ini, "-o", out, NULL};
-    pid_t pid = spawn_qes(argv, "/dev/null", err);
+    struct live_run L;
+    live_begin(&L, QES_IIOFX_REALTIME, fs, "jsonl");
+    write_ini(L.ini, fs, 8.0, NULL);
+    pid_t pid = live_spawn(&L);
     sleep_s(2.0);
     /* 3 s stopped: more than the pipe, iiod and the socket buffers hold at 200 kS/s */
     kill(pid, SIGSTOP);
     sleep_s(3.0);
     kill(pid, SIGCONT);
-    int st = wait_qes(pid, 120);
-    char *etext = qes_test_slurp(err, NULL);
+    int st = live_wait(&L, pid, 120);
     sleep_s(0.5); /* the feeder's counters are written every 100 ms */
     const uint64_t dropped = qes_iiofx_dropped(&g_fx);
     cr_assert_gt(dropped, 0, "the feeder dropped nothing: the overflow was not provoked");
-    cr_assert_eq(st, 3, "exit %d (expected 3: samples lost): %s", st, etext);
-    json_t *a = load_jsonl(out);
-    const json_t *end = find_type(a, "run_end");
-    cr_assert_not_null(end);
+    cr_assert_eq(st, 3, "exit %d (expected 3: samples lost): %s", st, L.etext);
+    json_t *a = load_jsonl(L.out);
+    const json_t *end = run_end(a);
     cr_assert_eq((uint64_t)itest_num(end, "lost"), dropped,
                  "qes reports %.0f lost, the feeder dropped %llu: %s", itest_num(end, "lost"),
-                 (unsigned long long)dropped, etext);
+                 (unsigned long long)dropped, L.etext);
     size_t i, gaps = 0;
     const json_t *o;
     json_array_foreach(a, i, o) if (itest_is(o, "block") && has_flag(o, "gap")) gaps++;
@@ -316,9 +349,7 @@ Test(live, overflow_counted_exactly, .fini = stop_fixture)
     printf("live overflow: feeder dropped %llu samples, qes reported %.0f lost in %.0f gap(s), "
            "%zu block records flagged gap, exit %d\n",
            (unsigned long long)dropped, itest_num(end, "lost"), itest_num(end, "gaps"), gaps, st);
-    free(etext);
-    json_decref(a);
-    itest_dir_clean();
+    live_done(&L, a);
 }
 
 /* ---- the feeder killed and restarted: reconnection ------------------------------------- */
@@ -326,26 +357,19 @@ Test(live, overflow_counted_exactly, .fini = stop_fixture)
 Test(live, device_loss_reconnects, .fini = stop_fixture)
 {
     const double fs = FS_HZ;
-    start_fixture(QES_IIOFX_REALTIME, fs);
-    itest_dir_make();
-    char ini[4200], out[4200], err[4200];
-    snprintf(ini, sizeof ini, "%s/live.ini", itest_dir());
-    write_ini(ini, fs, 6.0, NULL);
-    snprintf(out, sizeof out, "%s/live.jsonl", itest_dir());
-    snprintf(err, sizeof err, "%s/live.err", itest_dir());
-    char *argv[] = {"qes", "run", ini, "-o", out, NULL};
-    pid_t pid = spawn_qes(argv, "/dev/null", err);
+    struct live_run L;
+    live_begin(&L, QES_IIOFX_REALTIME, fs, "jsonl");
+    write_ini(L.ini, fs, 6.0, NULL);
+    pid_t pid = live_spawn(&L);
     sleep_s(1.5);
     cr_assert_eq(qes_iiofx_kill_feeder(&g_fx), 0);
     sleep_s(1.0);
     cr_assert_eq(qes_iiofx_restart_feeder(&g_fx), 0);
-    int st = wait_qes(pid, 120);
-    char *etext = qes_test_slurp(err, NULL);
-    cr_assert_eq(st, 3, "exit %d (expected 3: a gap): %s", st, etext);
-    json_t *a = load_jsonl(out);
-    const json_t *end = find_type(a, "run_end");
-    cr_assert_not_null(end);
-    cr_assert_geq(itest_num(end, "reconnects"), 1, "%s", etext);
+    int st = live_wait(&L, pid, 120);
+    cr_assert_eq(st, 3, "exit %d (expected 3: a gap): %s", st, L.etext);
+    json_t *a = load_jsonl(L.out);
+    const json_t *end = run_end(a);
+    cr_assert_geq(itest_num(end, "reconnects"), 1, "%s", L.etext);
     cr_assert_gt(itest_num(end, "lost"), 0);
     cr_assert_not_null(find_type(a, "summary"), "no final summary");
     size_t i, gaps = 0, good_after = 0;
@@ -367,74 +391,60 @@ Test(live, device_loss_reconnects, .fini = stop_fixture)
     printf("live device loss: %.0f reconnection(s), %.0f samples lost, %zu blocks flagged gap, "
            "%zu valid blocks after it; exit %d\n",
            itest_num(end, "reconnects"), itest_num(end, "lost"), gaps, good_after, st);
-    free(etext);
-    json_decref(a);
-    itest_dir_clean();
+    live_done(&L, a);
 }
 
 /* ---- a refused attribute ------------------------------------------------------------------ */
 
 Test(live, refused_attribute_named, .fini = stop_fixture)
 {
-    start_fixture(QES_IIOFX_FREE, FS_HZ);
+    struct live_run L;
+    live_begin(&L, QES_IIOFX_FREE, FS_HZ, "jsonl");
     cr_assert_eq(qes_iiofx_refuse_attr(&g_fx, "sampling_frequency"), 0);
-    itest_dir_make();
-    char ini[4200], args[8400], *e = NULL;
-    snprintf(ini, sizeof ini, "%s/live.ini", itest_dir());
-    write_ini(ini, 50000.0, 1.0, NULL);
-    snprintf(args, sizeof args, "run '%s' -o '%s/x.jsonl'", ini, itest_dir());
+    char args[8500], *e = NULL;
+    write_ini(L.ini, 50000.0, 1.0, NULL);
+    snprintf(args, sizeof args, "run '%s' -o '%s'", L.ini, L.out);
     int st = qes_test_run(args, NULL, &e);
     cr_assert(st == 1 || st == 2, "exit %d: %s", st, e);
     cr_assert(strstr(e, "sampling_frequency") != NULL, "message does not name the attribute: %s",
               e);
     printf("live refused attribute: exit %d: %s", st, e);
     free(e);
-    itest_dir_clean();
+    live_done(&L, NULL);
 }
 
 /* ---- SIGINT --------------------------------------------------------------------------------- */
 
 Test(live, sigint_stops_cleanly, .fini = stop_fixture)
 {
-    start_fixture(QES_IIOFX_REALTIME, FS_HZ);
-    itest_dir_make();
-    char ini[4200], db[4200], err[4200];
-    snprintf(ini, sizeof ini, "%s/live.ini", itest_dir());
-    write_ini(ini, FS_HZ, 0.0, NULL); /* until stopped */
-    snprintf(db, sizeof db, "%s/live.db", itest_dir());
-    snprintf(err, sizeof err, "%s/live.err", itest_dir());
-    char *argv[] = {"qes", "run", ini, "-o", db, NULL};
-    pid_t pid = spawn_qes(argv, "/dev/null", err);
+    struct live_run L;
+    live_begin(&L, QES_IIOFX_REALTIME, FS_HZ, "db");
+    write_ini(L.ini, FS_HZ, 0.0, NULL); /* until stopped */
+    pid_t pid = live_spawn(&L);
     sleep_s(2.0);
     kill(pid, SIGINT);
-    int st = wait_qes(pid, 30);
-    char *etext = qes_test_slurp(err, NULL);
-    cr_assert_eq(st, 0, "exit %d: %s", st, etext);
+    int st = live_wait(&L, pid, 30);
+    cr_assert_eq(st, 0, "exit %d: %s", st, L.etext);
     char args[8400], *out = NULL;
-    snprintf(args, sizeof args, "export '%s' --to jsonl -o -", db);
+    snprintf(args, sizeof args, "export '%s' --to jsonl -o -", L.out);
     cr_assert_eq(qes_test_run(args, &out, NULL), 0);
     json_t *a = itest_parse_jsonl(out);
-    const json_t *end = find_type(a, "run_end");
-    cr_assert_not_null(end, "the run was not closed");
+    const json_t *end = run_end(a);
     cr_assert_eq(itest_num(end, "status"), 0);
     cr_assert_gt(itest_num(end, "samples"), 0);
     cr_assert_not_null(find_type(a, "summary"), "no final summary");
     printf("live SIGINT: %.0f samples, summaries written, run closed with status 0\n",
            itest_num(end, "samples"));
-    free(etext);
     free(out);
-    json_decref(a);
-    itest_dir_clean();
+    live_done(&L, a);
 }
 
 /* ---- a device that does not come back: give_up_s ------------------------------------------ */
 
 Test(live, device_gone_gives_up_with_summaries, .fini = stop_fixture)
 {
-    start_fixture(QES_IIOFX_REALTIME, FS_HZ);
-    itest_dir_make();
-    char ini[4200], out[4200], err[4200];
-    snprintf(ini, sizeof ini, "%s/live.ini", itest_dir());
+    struct live_run L;
+    live_begin(&L, QES_IIOFX_REALTIME, FS_HZ, "jsonl");
     /* until stopped, but give up 1.5 s after the device went away */
     char text[4096];
     snprintf(text, sizeof text,
@@ -444,26 +454,19 @@ Test(live, device_gone_gives_up_with_summaries, .fini = stop_fixture)
              "[measure.ac]\nchannel = dut\nmethod = dft\nfreq_hz = 1000\nharmonics = 1\n"
              "block_periods = 10\n",
              g_fx.uri);
-    cr_assert_eq(qes_test_write(ini, text), 0);
-    snprintf(out, sizeof out, "%s/live.jsonl", itest_dir());
-    snprintf(err, sizeof err, "%s/live.err", itest_dir());
-    char *argv[] = {"qes", "run", ini, "-o", out, NULL};
-    pid_t pid = spawn_qes(argv, "/dev/null", err);
+    cr_assert_eq(qes_test_write(L.ini, text), 0);
+    pid_t pid = live_spawn(&L);
     sleep_s(1.5);
     cr_assert_eq(qes_iiofx_kill_feeder(&g_fx), 0);
     /* never restarted: qes must end by itself, with its summaries */
-    int st = wait_qes(pid, 60);
-    char *etext = qes_test_slurp(err, NULL);
-    cr_assert_eq(st, 2, "exit %d (expected 2: the device is gone): %s", st, etext);
-    cr_assert(strstr(etext, "gave up") != NULL, "no give-up message: %s", etext);
-    json_t *a = load_jsonl(out);
+    int st = live_wait(&L, pid, 60);
+    cr_assert_eq(st, 2, "exit %d (expected 2: the device is gone): %s", st, L.etext);
+    cr_assert(strstr(L.etext, "gave up") != NULL, "no give-up message: %s", L.etext);
+    json_t *a = load_jsonl(L.out);
     cr_assert_not_null(find_type(a, "summary"), "no final summary");
-    const json_t *end = find_type(a, "run_end");
-    cr_assert_not_null(end, "the run was not closed");
+    const json_t *end = run_end(a);
     cr_assert_eq(itest_num(end, "status"), 2);
     printf("live device gone: exit 2 after give_up_s, %.0f samples, final summaries written\n",
            itest_num(end, "samples"));
-    free(etext);
-    json_decref(a);
-    itest_dir_clean();
+    live_done(&L, a);
 }
