@@ -262,13 +262,9 @@ static int csv_run(struct qes_recorder *r, const struct qes_run_rec *run)
     struct rec_csv *c = (struct rec_csv *)r;
     if (c->err)
         return c->err;
-    if (c->closed || !run || !run->id[0] || c->have_run) {
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: run record %s", r->target,
-                 c->closed     ? "after close"
-                 : c->have_run ? "twice (a recorder records one run)"
-                               : "without a run id");
-        return QES_EINVAL;
-    }
+    int rc = qes__rec_check_first_run(r, c->closed, c->have_run, run);
+    if (rc)
+        return rc;
     char id[37], sha[65], t[QES_UTC_LEN], rate[40];
     snprintf(id, sizeof id, "%.36s", run->id);
     snprintf(sha, sizeof sha, "%.64s", run->config_sha256);

@@ -16,6 +16,11 @@ struct qes_run_rec;
 int qes__rec_check_order(struct qes_recorder *r, int closed, int have_run, const char *run_id,
                          const struct qes_run_rec *run, const char *what);
 
+/* A run record is accepted once, with a run id, before close.  Returns 0,
+ * or QES_EINVAL with r->errmsg naming the sink and what was wrong. */
+int qes__rec_check_first_run(struct qes_recorder *r, int closed, int have_run,
+                             const struct qes_run_rec *run);
+
 struct qes_summary_rec;
 
 /* A summary record every sink can write: a measure, a known kind, a budget

@@ -656,15 +656,11 @@ static int jsonl_run(struct qes_recorder *r, const struct qes_run_rec *run)
     struct rec_jsonl *j = (struct rec_jsonl *)r;
     if (j->err)
         return j->err;
-    if (j->closed || !run || !run->id[0] || j->have_run) {
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: run record %s", r->target,
-                 j->closed     ? "after close"
-                 : j->have_run ? "twice (a recorder records one run)"
-                               : "without a run id");
-        return QES_EINVAL;
-    }
+    int rc = qes__rec_check_first_run(r, j->closed, j->have_run, run);
+    if (rc)
+        return rc;
     errno = 0;
-    int rc = qes_run_json(j->f, run);
+    rc = qes_run_json(j->f, run);
     if (rc == QES_EINVAL) {
         snprintf(r->errmsg, sizeof r->errmsg,
                  "%s: the input description of run %.36s is not valid JSON", r->target, run->id);

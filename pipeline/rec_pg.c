@@ -1087,13 +1087,9 @@ static int pg_run(struct qes_recorder *r, const struct qes_run_rec *run)
     struct rec_pg *p = (struct rec_pg *)r;
     if (p->err)
         return p->err;
-    if (p->closed || !run || !run->id[0] || p->have_run) {
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: run record %s", r->target,
-                 p->closed     ? "after close"
-                 : p->have_run ? "twice (a recorder records one run)"
-                               : "without a run id");
-        return QES_EINVAL;
-    }
+    int rc = qes__rec_check_first_run(r, p->closed, p->have_run, run);
+    if (rc)
+        return rc;
     char id[37], sha[65], t[QES_UTC_LEN];
     snprintf(id, sizeof id, "%.36s", run->id);
     snprintf(sha, sizeof sha, "%.64s", run->config_sha256);

@@ -556,19 +556,15 @@ static int run_record(struct qes_recorder *r, const struct qes_run_rec *run)
     struct rec_sqlite *s = (struct rec_sqlite *)r;
     if (s->err)
         return s->err;
-    if (s->closed || !run || !run->id[0] || s->have_run) {
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: run record %s", r->target,
-                 s->closed     ? "after close"
-                 : s->have_run ? "twice (a recorder records one run)"
-                               : "without a run id");
-        return QES_EINVAL;
-    }
+    int rc = qes__rec_check_first_run(r, s->closed, s->have_run, run);
+    if (rc)
+        return rc;
     char id[37], sha[65], t[QES_UTC_LEN];
     snprintf(id, sizeof id, "%.36s", run->id);
     snprintf(sha, sizeof sha, "%.64s", run->config_sha256);
     qes_utc_format(run->t_start_ns, t);
     const char *input = run->input_json ? run->input_json : "null";
-    int rc = txn_enter(s);
+    rc = txn_enter(s);
     if (rc)
         return rc;
 

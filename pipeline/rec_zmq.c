@@ -159,14 +159,10 @@ static int zmq_record(struct rec_zmq *z, enum zmq_kind kind, const struct qes_ru
 static int zmq_run(struct qes_recorder *r, const struct qes_run_rec *run)
 {
     struct rec_zmq *z = (struct rec_zmq *)r;
-    if (z->closed || !run || !run->id[0] || z->have_run) {
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: run record %s", r->target,
-                 z->closed     ? "after close"
-                 : z->have_run ? "twice (a recorder records one run)"
-                               : "without a run id");
-        return QES_EINVAL;
-    }
-    int rc = zmq_record(z, ZK_RUN, run, NULL);
+    int rc = qes__rec_check_first_run(r, z->closed, z->have_run, run);
+    if (rc)
+        return rc;
+    rc = zmq_record(z, ZK_RUN, run, NULL);
     if (rc)
         return rc;
     memcpy(z->run_id, run->id, sizeof z->run_id);

@@ -118,6 +118,18 @@ int qes__rec_check_order(struct qes_recorder *r, int closed, int have_run, const
     return 0;
 }
 
+int qes__rec_check_first_run(struct qes_recorder *r, int closed, int have_run,
+                             const struct qes_run_rec *run)
+{
+    if (!closed && run && run->id[0] && !have_run)
+        return 0;
+    snprintf(r->errmsg, sizeof r->errmsg, "%s: run record %s", r->target,
+             closed     ? "after close"
+             : have_run ? "twice (a recorder records one run)"
+                        : "without a run id");
+    return QES_EINVAL;
+}
+
 /* Length of the valid UTF-8 sequence at p (RFC 3629: no overlong forms, no
  * surrogates, nothing above U+10FFFF), or 0 when it is not valid. */
 size_t qes__utf8_len(const unsigned char *p, const unsigned char *end)
