@@ -9,6 +9,7 @@
  * 0: the two are bit-identical).  Figures are the median and the minimum
  * over repetitions; the machine is shared, so they never gate anything.
  */
+#include "common/utctime.h"
 #include "hw/iio_convert.h"
 
 #include <iio.h>
@@ -57,13 +58,6 @@ static const struct row {
         {"be:s24/32>>8", 4, 0, "1 x be:s24/32>>8"},
 };
 #define N_ROWS (sizeof rows / sizeof rows[0])
-
-static double now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
-}
 
 static int cmp_d(const void *a, const void *b)
 {
@@ -168,17 +162,17 @@ int main(int argc, char **argv)
         ptrdiff_t step = rows[r].step;
         size_t stride = rows[r].step == 24 ? 4 : 1; /* 4 channels interleaved in the output */
         for (unsigned i = 0; i < reps; i++) {
-            double t0 = now_ns();
+            double t0 = (double)qes_mono_ns();
             if (rows[r].ts)
                 ref_i64(ch, buf, step, N_SAMPLES, i_ref);
             else
                 ref_f64(ch, buf, step, N_SAMPLES, out_ref, stride);
-            double t1 = now_ns();
+            double t1 = (double)qes_mono_ns();
             if (rows[r].ts)
                 qes_iio_conv_i64(&cv, buf, step, N_SAMPLES, i_fast);
             else
                 qes_iio_conv_f64(&cv, buf, step, N_SAMPLES, out_fast, stride);
-            double t2 = now_ns();
+            double t2 = (double)qes_mono_ns();
             t_ref[i] = (t1 - t0) / N_SAMPLES;
             t_fast[i] = (t2 - t1) / N_SAMPLES;
         }

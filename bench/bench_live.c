@@ -4,6 +4,7 @@
 #include "bench/bench_live.h"
 
 #include "common/err.h"
+#include "common/utctime.h"
 #include "hw/source_sim.h"
 #include "pipeline/acq.h"
 #include "pipeline/config.h"
@@ -82,13 +83,6 @@ static const struct qes_recorder_ops null_ops = {.name = "null",
                                                  .close = null_close,
                                                  .destroy = null_destroy};
 
-static int64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
 static int cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -115,14 +109,14 @@ static int liquid_block_times(unsigned n_blocks, double *p50, double *p99, doubl
                                                     (float)(LIVE_FREQ / LIVE_FS / 8), 0, 1, 60);
     liquid_float_complex y = 0;
     for (unsigned b = 0; b < n_blocks; b++) {
-        int64_t t0 = now_ns();
+        int64_t t0 = qes_mono_ns();
         for (size_t i = 0; i < LIVE_BLOCK; i++) {
             liquid_float_complex v;
             nco_crcf_mix_down(nco, (float)x[i], &v);
             nco_crcf_step(nco);
             iirfilt_crcf_execute(lp, v, &y);
         }
-        t[b] = now_ns() - t0;
+        t[b] = qes_mono_ns() - t0;
     }
     nco_crcf_destroy(nco);
     iirfilt_crcf_destroy(lp);

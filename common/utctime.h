@@ -26,4 +26,8 @@ char *qes_utc_format(int64_t ns, char *buf);
 /* Host wall clock now, ns since the epoch (CLOCK_REALTIME). */
 int64_t qes_utc_now_ns(void);
 
+/* Monotonic clock now, ns from an arbitrary origin (CLOCK_MONOTONIC): for
+ * intervals and latencies, never for timestamps. */
+int64_t qes_mono_ns(void);
+
 #endif

@@ -26,6 +26,7 @@
 
 #include "pipeline/acq.h"
 #include "common/err.h"
+#include "common/utctime.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -115,13 +116,6 @@ logf_desc(const struct qes_acq_desc *d, const char *fmt, ...)
     d->log(d->log_ctx, line);
 }
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static const struct qes_source_ops qes__acq_ops;
 
 /* ---- counters (sequence lock, single writer) ------------------------------------------------ */
@@ -203,7 +197,7 @@ static void *acq_thread(void *arg)
         struct qes_frame f;
         memset(&f, 0, sizeof f);
         int r = qes_source_read(a->inner, &f, a->frame_samples);
-        const int64_t now = mono_ns();
+        const int64_t now = qes_mono_ns();
         if (r <= 0) {
             code = r;
             if (r < 0)
@@ -284,14 +278,14 @@ static int deliver(struct qes__acq *a, struct qes_frame *f, size_t max_n)
 static int wait_token(struct qes__acq *a)
 {
     if (a->busy_poll_ns > 0) {
-        const int64_t until = mono_ns() + a->busy_poll_ns;
+        const int64_t until = qes_mono_ns() + a->busy_poll_ns;
         unsigned k = 0;
         do {
             if (sem_trywait(&a->ready) == 0)
                 return 1;
             if ((++k & 1023u) == 0 && a->stop && *a->stop)
                 return 0;
-        } while ((k & 63u) != 0 || mono_ns() < until);
+        } while ((k & 63u) != 0 || qes_mono_ns() < until);
     }
     for (;;) {
         if (sem_trywait(&a->ready) == 0)

@@ -165,13 +165,6 @@ static double lat_quantile_us(const struct lat_hist *h, double q)
     return 1e-3 * (double)h->max_ns;
 }
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 struct rt {
     const struct qes_runtime_desc *d;
     struct qes_recq *q;   /* the recorder thread's queue */
@@ -187,9 +180,7 @@ struct rt {
 
 static double mono_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return 1e-9 * (double)qes_mono_ns();
 }
 
 int qes_block_samples(const struct qes_cfg_measure *m, double fs_hz, size_t *n, char *err,
@@ -216,7 +207,7 @@ static int emit_all(struct rt *rt, int is_summary, const void *rec)
             return qes_recq_summary(rt->q, rec, rt->err, rt->errlen);
         int rc = qes_recq_block(rt->q, rec, rt->err, rt->errlen);
         if (!rc && rt->arrival_ns && rt->lat)
-            lat_add(rt->lat, mono_ns() - rt->arrival_ns);
+            lat_add(rt->lat, qes_mono_ns() - rt->arrival_ns);
         return rc;
     }
     for (size_t i = 0; i < rt->d->n_recs; i++) {
@@ -1357,7 +1348,7 @@ static void add_typeb(struct rt *rt, struct meas *m, unsigned harmonic, double v
                       struct qes_budget_term *budget, size_t *n_budget, double *u, double *dof,
                       double *k, double *U, double coverage);
 static int mc_check(struct rt *rt, struct meas *m, size_t k, struct qes_summary_rec *s);
-static int typeA_scalar(struct rt *rt, struct meas *m, struct qes_summary_rec *s);
+static int typeA_scalar(struct meas *m, struct qes_summary_rec *s);
 
 static int scalar_summary(struct rt *rt, struct meas *m, int final)
 {
@@ -1386,7 +1377,7 @@ static int scalar_summary(struct rt *rt, struct meas *m, int final)
         s.flags |= QES_FLAG_FEW_BLOCKS;
     if (m->sexcluded)
         s.flags |= QES_FLAG_EXCLUDED;
-    int rc = m->sacc.n > 0 ? typeA_scalar(rt, m, &s) : 0;
+    int rc = m->sacc.n > 0 ? typeA_scalar(m, &s) : 0;
     if (rc)
         return rc;
     if (m->sacc.n > 0)
@@ -1442,11 +1433,10 @@ static int nonwhite_u(const struct meas *m, const double *v, size_t n, double ta
     return rc;
 }
 
-static int typeA_phasor(struct rt *rt, struct meas *m, size_t k, struct qes_summary_rec *s)
+static int typeA_phasor(struct meas *m, size_t k, struct qes_summary_rec *s)
 {
     struct qes_phasor_summary *p = &s->s;
     size_t n = m->sx[k].n;
-    (void)rt;
     if (n < TYPEA_MIN_N || !(p->r > 0))
         return 0;
     double tau0 = m->tau0_sum / (double)n;
@@ -1491,11 +1481,10 @@ static int typeA_phasor(struct rt *rt, struct meas *m, size_t k, struct qes_summ
     return 0;
 }
 
-static int typeA_scalar(struct rt *rt, struct meas *m, struct qes_summary_rec *s)
+static int typeA_scalar(struct meas *m, struct qes_summary_rec *s)
 {
     struct qes_scalar_summary *v = &s->v;
     size_t n = m->sx[0].n;
-    (void)rt;
     if (n < TYPEA_MIN_N)
         return 0;
     struct qes_mean_unc mu;
@@ -1888,7 +1877,7 @@ static int summaries(struct rt *rt, int final)
                 s.flags |= QES_FLAG_FEW_BLOCKS;
             if (m->excluded[k])
                 s.flags |= QES_FLAG_EXCLUDED;
-            int rc = m->acc[k].n > 0 ? typeA_phasor(rt, m, k, &s) : 0;
+            int rc = m->acc[k].n > 0 ? typeA_phasor(m, k, &s) : 0;
             if (!rc && m->cal && m->acc[k].n > 0)
                 rc = calib_terms(rt, m, k, &s);
             if (rc)
