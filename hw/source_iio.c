@@ -139,15 +139,10 @@ static int64_t clock_ns(clockid_t c)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* strdup that passes NULL through (an absent uri means the default context) */
 static char *dupstr(const char *s)
 {
-    if (!s)
-        return NULL;
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
+    return s ? strdup(s) : NULL;
 }
 
 static const char *uri_name(const struct iio_src *s)
